@@ -1,0 +1,41 @@
+# The two set-up commands are `make run` and `make test`; both install first (idempotent).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench soak wheelhouse clean
+
+install: $(STAMP)
+
+# Re-install only when the project's metadata changes; system tools only where missing.
+$(STAMP): pyproject.toml
+	@command -v tmux >/dev/null 2>&1 || { echo "installing tmux (the console's end-to-end test drives it)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; \
+	  else echo "tmux missing: install it (apt-get install tmux) for the tmux test"; fi; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,karabo]'
+	@touch $(STAMP)
+
+# The main job: the console on the built-in simulator.
+run: install
+	$(BIN)/shotwatch run
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	@if [ -f ../shared/tools/layers.py ]; then $(BIN)/python ../shared/tools/layers.py .; fi
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+wheelhouse: install
+	$(BIN)/python -m shotwatch._wheelhouse $(if $(PYVER),--python-version $(PYVER)) $(if $(PLATFORM),--platform $(PLATFORM))
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist wheelhouse
