@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 from .config import (
-    ROI_NAME, Calibration, Config, EdgesRange, I0, KaraboSource, PointPumpProbe, PumpProbe,
-    Record, ReplaySource, Roi, SaclaSource, Scan, SimSource, Source, TagModuloPumpProbe, Veto,
+    I0,
+    ROI_NAME,
+    Calibration,
+    Config,
+    EdgesRange,
+    KaraboSource,
+    PointPumpProbe,
+    PumpProbe,
+    Record,
+    ReplaySource,
+    Roi,
+    SaclaSource,
+    Scan,
+    SimSource,
+    Source,
+    TagModuloPumpProbe,
+    Veto,
 )
 from .errors import ConfigError, RecordingError, ShotwatchRuntimeError, SourceError, UsageError
 from .loading import demo_text, load_config, parse_config
+from .rois import RoiTable, RoiVersion
 from .shotblock import Cutout, Frames, ShotBlock, roi_key, split_roi_key
 from .source_info import DetectorInfo, SourceInfo
 
 __all__ = [
     "ROI_NAME", "Calibration", "Config", "ConfigError", "Cutout", "DetectorInfo", "SourceInfo", "EdgesRange", "Frames", "I0",
     "KaraboSource", "PointPumpProbe", "PumpProbe", "Record", "RecordingError", "ReplaySource",
-    "Roi", "SaclaSource", "Scan", "ShotBlock", "ShotwatchRuntimeError", "SimSource", "Source",
+    "Roi", "RoiTable", "RoiVersion", "SaclaSource", "Scan", "ShotBlock", "ShotwatchRuntimeError", "SimSource", "Source",
     "SourceError", "TagModuloPumpProbe", "UsageError", "Veto", "demo_text", "load_config",
     "parse_config", "roi_key", "split_roi_key",
 ]

@@ -40,13 +40,15 @@ class Cutout:
         pixels: ``[n, h, w]`` as delivered by the source (uint16, float32, ...);
             zero where ``valid`` is false.
         valid: ``bool[n]``: the version was active and the detector delivered the shot.
+        detector: the array detector id the ROI lies on (its ev_per_adu calibrates it).
     """
 
     pixels: Array
     valid: Array
+    detector: str = ""
 
     def take(self, index: slice | Array) -> Cutout:
-        return Cutout(self.pixels[index], self.valid[index])
+        return Cutout(self.pixels[index], self.valid[index], self.detector)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class ShotBlock:
                 else:
                     pix.append(c.pixels)
                     val.append(c.valid)
-            cutouts[key] = Cutout(np.concatenate(pix), np.concatenate(val))
+            cutouts[key] = Cutout(np.concatenate(pix), np.concatenate(val), ref.detector)
         frames: dict[str, Frames] = {}
         for det in dict.fromkeys(d for b in blocks for d in b.frames):
             parts = [(b.frames[det], off) for b, off in zip(blocks, offsets, strict=True) if det in b.frames]

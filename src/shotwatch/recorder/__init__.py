@@ -1,0 +1,5 @@
+"""recorder."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
