@@ -80,10 +80,10 @@ class RoiTable:
         if versions:
             last = versions[-1]
             if last.end_shot is None:
-                if (last.detector, last.x, last.y) == (roi.detector, tuple(roi.x), tuple(roi.y)):
+                if (last.detector, last.x, last.y) == (roi.detector, roi.x, roi.y):
                     return None  # an identical set is no change
                 versions[-1] = _ended(last, shot)
-        new = RoiVersion(roi.name, len(versions) + 1, roi.detector, tuple(roi.x), tuple(roi.y), shot, tag)
+        new = RoiVersion(roi.name, len(versions) + 1, roi.detector, roi.x, roi.y, shot, tag)
         versions.append(new)
         return new
 

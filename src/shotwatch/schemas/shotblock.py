@@ -8,6 +8,7 @@ This module imports only numpy, so every layer may use it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,10 +160,7 @@ class ShotBlock:
 
     def with_(self, **changes: Any) -> ShotBlock:
         """A copy with some fields replaced (``points=...``, ``cutouts=...``, ...)."""
-        fields = dict(tags=self.tags, time=self.time, points=self.points, cutouts=self.cutouts,
-                      frames=self.frames, run=self.run, hightag=self.hightag)
-        fields.update(changes)
-        return ShotBlock(**fields)
+        return dataclasses.replace(self, **changes)
 
     @staticmethod
     def concat(blocks: Sequence[ShotBlock]) -> ShotBlock:
