@@ -1,0 +1,171 @@
+"""What travels between the recorder and its consoles, as Python objects.
+
+``wire`` turns these into ZeroMQ frames (a small msgpack header plus raw array buffers) and
+back, validating everything on receipt. A console sees only these types, whichever feed it
+reads (the network client, or a replay of a recording), through the :class:`Feed` protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+
+from ..schemas import Config, RoiVersion, ShotBlock
+from ..schemas.source_info import SourceInfo
+
+__all__ = [
+    "BlockMsg", "Feed", "Hello", "ImageMsg", "Message", "NoticeMsg", "Reply", "RoisMsg", "Status",
+    "StatusMsg",
+]
+
+
+class Status(BaseModel):
+    """The recorder's heartbeat (>= 1 Hz), everything the status bar shows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: float
+    """Unix time the heartbeat was sent."""
+    source: str
+    """Source kind."""
+    source_state: str = "running"
+    """SourceStatus.state: running / paused / stopped / waiting / disconnected / ended."""
+    run: int | None = None
+    """Current run."""
+    last_tag: int | None = None
+    """Newest tag received."""
+    rate_hz: float = 0.0
+    """Shots per second over the last few seconds."""
+    newest_age_s: float | None = None
+    """Seconds since the newest shot arrived at the recorder (None before the first)."""
+    shots: int = 0
+    """Shots received since start."""
+    tag_gaps: int = 0
+    """Missing tags seen (steps larger than the usual tag step)."""
+    missing: dict[str, int] = {}
+    """Detector or point name -> shots it was missing in."""
+    counters: dict[str, int] = {}
+    """Other counted faults (image gone, read errors, malformed messages...)."""
+    not_in_stream: list[str] = []
+    """Configured detectors/points the source does not offer now."""
+    state: Literal["recording", "stopped", "failed", "live"] = "recording"
+    """recording; stopped (closed cleanly); failed (a write failed: live only); live (no recording)."""
+    recording: str | None = None
+    """Path of the current recording."""
+    bytes: int = 0
+    """Size of the current recording on disk."""
+    committed: int = 0
+    """Shots committed to the recording."""
+    free_bytes: int | None = None
+    """Free space where the recording lives."""
+    seq: int = -1
+    """Sequence number of the newest block published."""
+
+
+class Hello(BaseModel):
+    """Reply to ``hello``: what a console needs to start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    publish: str
+    """Address of the PUB socket."""
+    control: str
+    """Address of the REP socket."""
+    config: Config
+    """The configuration in force."""
+    source: SourceInfo
+    """What the source offers."""
+    rois: list[dict[str, Any]]
+    """Every ROI version so far (RoiVersion fields; ``end_shot`` None while active)."""
+    version: str
+    """Recorder software version."""
+
+
+@dataclass(frozen=True)
+class BlockMsg:
+    """A block of shots (cutouts and points, never full frames), sequence-numbered."""
+
+    seq: int
+    block: ShotBlock
+
+
+@dataclass(frozen=True)
+class StatusMsg:
+    status: Status
+
+
+@dataclass(frozen=True)
+class NoticeMsg:
+    """Something the operator should know (one line)."""
+
+    time: float
+    text: str
+    level: Literal["info", "warning", "error"] = "warning"
+
+
+@dataclass(frozen=True)
+class RoisMsg:
+    """The ROI table changed (sent on every accepted change, to every console)."""
+
+    versions: tuple[RoiVersion, ...]
+
+
+@dataclass(frozen=True)
+class ImageMsg:
+    """A mean detector image: the running average, or the result of a grab."""
+
+    detector: str
+    image: npt.NDArray[np.float32]
+    count: int
+    kind: Literal["running", "grab"] = "running"
+
+
+Message = BlockMsg | StatusMsg | NoticeMsg | RoisMsg | ImageMsg
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer to a control request."""
+
+    ok: bool
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Feed(Protocol):
+    """What a console reads from: the live network client or a replay.
+
+    Every method returns within its timeout; none raises for a vanished recorder (the feed
+    reports it through ``connected`` and keeps trying).
+    """
+
+    read_only: bool
+    """True when requests that change anything will be refused."""
+
+    def hello(self, *, timeout: float) -> Hello | None:
+        """The recorder's hello (None if it did not answer in time)."""
+
+    def poll(self, *, timeout: float) -> list[Message]:
+        """Messages that arrived, waiting at most ``timeout`` s for the first.
+
+        A slow reader gets the newest data: the feed drops whole blocks and counts them
+        in ``skipped``.
+        """
+
+    @property
+    def skipped(self) -> int:
+        """Blocks dropped (sequence gaps or drained backlog) so far."""
+
+    @property
+    def connected(self) -> bool:
+        """False once the heartbeat has been missing for a few seconds."""
+
+    def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> Reply:
+        """A control request: set_roi, delete_roi, list_rois, grab, mark, stop."""
+
+    def close(self) -> None:
+        """Release sockets/files; idempotent."""
