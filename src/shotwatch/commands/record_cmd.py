@@ -1,0 +1,125 @@
+"""``shotwatch record``: the headless recorder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..schemas import load_config
+
+__all__ = ["register", "setup_logging"]
+
+
+def setup_logging(log_path: Path | None, *, to_stderr: bool) -> None:
+    """Notices to the log beside the recording and (unless under `run`) to stderr."""
+    root = logging.getLogger("shotwatch")
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_path, encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(fh)
+    if to_stderr:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setLevel(logging.WARNING)
+        sh.setFormatter(logging.Formatter("shotwatch: %(message)s"))
+        root.addHandler(sh)
+
+
+class _Progress:
+    """The progress line on a terminal: shots, rate, size (only when stderr is a tty)."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+
+    def on_status(self, msg: Any) -> None:
+        s = msg.status
+        of = f"/{self.total}" if self.total else ""
+        size = s.bytes / 1e6
+        sys.stderr.write(f"\r{s.shots}{of} shots  {s.rate_hz:7.1f} Hz  {size:8.1f} MB  {s.state}  ")
+        sys.stderr.flush()
+
+
+def _serve(recorder: Any, args: argparse.Namespace) -> Any:
+    """Start the PUB/REP service if the networking module is present."""
+    try:
+        from ..recorder.service import Service
+    except ImportError:  # pragma: no cover - service lands separately
+        return None
+    return Service(recorder, publish=args.publish, control=args.control)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from ..recorder.acquire import Recorder
+    from ..recorder.paths import log_path_for
+
+    config = load_config(args.config)
+    recorder = Recorder(config, out=args.out, append=args.append)
+    setup_logging(None, to_stderr=True)
+    recorder.open()
+    assert recorder.sink is not None and recorder.sink.first_path is not None
+    setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
+    if sys.stderr.isatty():
+        recorder.listeners.append(_Progress(args.shots))
+
+    def stop(signum: int, frame: object) -> None:
+        recorder.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+    service = _serve(recorder, args)
+    try:
+        if service is not None:
+            with service:
+                recorder.run(shots=args.shots, seconds=args.seconds)
+        else:
+            recorder.run(shots=args.shots, seconds=args.seconds)
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(recorder.summary(), indent=1, allow_nan=False) + "\n")
+    status = recorder.status()
+    if status.state == "failed":
+        return 1
+    print(f"recorded {status.committed} shots to {status.recording}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("record", help="the headless recorder")
+    p.add_argument("-c", "--config", help="configuration file (default: the built-in demo)")
+    p.add_argument("-o", "--out", help="recording path or template with {run} and {time}")
+    p.add_argument("--append", action="store_true", help="continue an existing recording")
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument("--shots", type=_positive_int, help="commit exactly N shots, then close")
+    stop.add_argument("--seconds", type=_positive_float, help="stop after S seconds of wall time")
+    p.add_argument("--summary-json", help="write the live reduction (reduce --json layout) here")
+    p.add_argument("--publish", help="PUB address for consoles (default tcp://127.0.0.1:5560)")
+    p.add_argument("--control", help="REP control address (default tcp://127.0.0.1:5561)")
+    p.set_defaults(func=_record)

@@ -1,0 +1,110 @@
+"""``shotwatch reduce``: headless reduction of a recording."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..schemas import UsageError, load_config
+
+__all__ = ["open_for_analysis", "parse_tags", "register"]
+
+
+def parse_tags(text: str | None) -> tuple[int | None, int | None]:
+    """``A:B`` -> (A, B); either side may be empty."""
+    if text is None:
+        return None, None
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
+    except ValueError:
+        raise UsageError(f"--tags: expected A:B with whole numbers (either may be empty), found {text!r}") from None
+
+
+def open_for_analysis(path: str, config_path: str | None) -> tuple[Any, Any]:
+    """The reader and the configuration a reduction or replay of ``path`` uses."""
+    from ..recording import RecordingReader
+    from ..recording.analysis_config import analysis_config
+
+    reader = RecordingReader(path)
+    override = load_config(config_path) if config_path else None
+    cfg = analysis_config(reader.config, override, points=reader.points, where=str(path), origin=config_path)
+    return reader, cfg
+
+
+def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
+    total = max(int(reader.committed), 1)
+    done = 0
+    for block in reader.blocks():
+        done += len(block)
+        if progress:
+            sys.stderr.write(f"\rreduced {done}/{total} shots ({100 * done // total} %)")
+            sys.stderr.flush()
+        yield block
+    if progress:
+        sys.stderr.write("\n")
+
+
+def _reduce(args: argparse.Namespace) -> int:
+    from ..reducers import Analysis, SummaryReducer, format_table, per_shot_csv, scan_csv
+
+    reader, cfg = open_for_analysis(args.recording, args.config)
+    lo, hi = parse_tags(args.tags)
+    if lo is not None or hi is not None:
+        reader = reader.select(tags=(lo, hi))
+    analysis = Analysis.from_config(cfg, ev_per_adu={d: i.ev_per_adu for d, i in reader.detectors.items()})
+    progress = sys.stderr.isatty() and int(reader.committed) > 50_000
+    with _output(args.output) as out:
+        if args.per_shot:
+            names = sorted(reader.rois.versions)
+            for line in per_shot_csv(_blocks(reader, progress=progress), analysis, roi_names=names):
+                out.write(line if line.endswith("\n") else line + "\n")
+            return 0
+        reducer = SummaryReducer(analysis)
+        state = reducer.init()
+        for block in _blocks(reader, progress=progress):
+            state = reducer.update(state, block)
+        result = reducer.result(state)
+        if args.json:
+            out.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
+        elif args.csv:
+            if result.get("scan") is None:
+                raise UsageError(f"{args.recording}: --csv writes the scan table: expected a [scan] section, found none")
+            out.write(scan_csv(result))
+        else:
+            out.write(format_table(result))
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("reduce", help="headless reduction of a recording")
+    p.add_argument("recording")
+    p.add_argument("-c", "--config", help="analysis sections from this file (ROIs always from the recording)")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--json", action="store_true", help="the summary as JSON")
+    layout.add_argument("--per-shot", action="store_true", help="one CSV row per shot")
+    p.add_argument("--csv", action="store_true", help="the scan table as CSV (with --per-shot: per-shot CSV)")
+    p.add_argument("--tags", help="A:B keeps shots with A <= tag < B (either side may be empty)")
+    p.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    p.set_defaults(func=_check_and_reduce)
+
+
+def _check_and_reduce(args: argparse.Namespace) -> int:
+    if args.json and args.csv:
+        raise UsageError("reduce: expected one of --json, --csv, --per-shot [--csv], found --json with --csv")
+    return _reduce(args)

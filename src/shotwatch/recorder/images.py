@@ -1,0 +1,82 @@
+"""Mean detector images kept by the recorder: a running window and operator grabs."""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ..schemas import ShotBlock
+from .messages import ImageMsg, Reply
+
+__all__ = ["Grab", "ImageWindow"]
+
+F64 = npt.NDArray[np.float64]
+
+
+class ImageWindow:
+    """Mean of the frames of the last ``slots`` blocks-groups, per detector.
+
+    Frames are summed per group of about ``group_seconds`` (one slot); the mean is over the
+    newest ``slots`` slots, so the image follows the beam without keeping frames.
+    """
+
+    def __init__(self, *, slots: int = 10) -> None:
+        self._slots: dict[str, deque[tuple[F64, int]]] = {}
+        self._open: dict[str, tuple[F64, int]] = {}
+        self._n = slots
+
+    def add(self, block: ShotBlock) -> None:
+        for det, frames in block.frames.items():
+            if not len(frames.shot):
+                continue
+            total = frames.pixels.sum(axis=0, dtype=np.float64)
+            acc, count = self._open.get(det, (np.zeros_like(total), 0))
+            if acc.shape != total.shape:
+                acc, count = np.zeros_like(total), 0
+            self._open[det] = (acc + total, count + len(frames.shot))
+
+    def rotate(self) -> None:
+        """Close the current slot (called about once a second)."""
+        for det, slot in self._open.items():
+            self._slots.setdefault(det, deque(maxlen=self._n)).append(slot)
+        self._open = {}
+
+    def messages(self) -> list[ImageMsg]:
+        out = []
+        for det, slots in self._slots.items():
+            count = sum(c for _, c in slots)
+            if count:
+                mean = sum(s for s, _ in slots) / count
+                out.append(ImageMsg(det, np.asarray(mean, dtype=np.float32), count, "running"))
+        return out
+
+
+@dataclass
+class Grab:
+    """Average of the next ``n`` frames of one detector (the 2019 '10-frame average')."""
+
+    detector: str
+    n: int
+    future: Future[Reply]
+    total: F64 | None = None
+    count: int = 0
+    shape: tuple[int, ...] = field(default=())
+
+    def add(self, block: ShotBlock) -> ImageMsg | None:
+        """Take frames from ``block``; returns the image once ``n`` frames were averaged."""
+        frames = block.frames.get(self.detector)
+        if frames is None or not len(frames.shot):
+            return None
+        take = frames.pixels[: self.n - self.count]
+        part = take.sum(axis=0, dtype=np.float64)
+        self.total = part if self.total is None else self.total + part
+        self.count += len(take)
+        if self.count < self.n:
+            return None
+        mean = np.asarray(self.total / self.count, dtype=np.float32)
+        self.future.set_result(Reply(True, data={"detector": self.detector, "count": self.count}))
+        return ImageMsg(self.detector, mean, self.count, "grab")
