@@ -31,6 +31,8 @@ class RecordingSink:
         self.error: str | None = None
         self._runs = 0
         self.first_path: Path | None = None
+        self._closed_committed = 0  # what the last closed writer had committed
+        self._closed_bytes = 0
 
     def check_target(self, *, run: int | None) -> Path:
         """The first recording's path; an existing one without --append is a usage error."""
@@ -63,6 +65,7 @@ class RecordingSink:
         self.state, self.error = "failed", f"{self.path}: recording stopped: {exc}"
         writer, self.writer = self.writer, None
         if writer is not None:
+            self._closed_committed = writer.committed
             try:
                 writer.close()
             except Exception:  # noqa: BLE001 - the last commit is what counts now
@@ -98,14 +101,15 @@ class RecordingSink:
         writer, self.writer = self.writer, None
         if writer is not None:
             writer.close()
+            self._closed_committed, self._closed_bytes = writer.committed, writer.bytes()
             self.state = final_state
 
     @property
     def committed(self) -> int:
-        return self.writer.committed if self.writer is not None else 0
+        return self.writer.committed if self.writer is not None else self._closed_committed
 
     def size(self) -> int:
-        return self.writer.bytes() if self.writer is not None else 0
+        return self.writer.bytes() if self.writer is not None else self._closed_bytes
 
     def free_bytes(self) -> int | None:
         if self.path is None:

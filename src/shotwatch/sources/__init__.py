@@ -1,7 +1,44 @@
-"""Sources of ShotBlocks: simulator, replay, SACLA, European XFEL (karabo-bridge)."""
+"""Sources of ShotBlocks: simulator, replay, SACLA, European XFEL (karabo-bridge).
+
+:func:`open_source` builds the source a configuration names. Facility adapters are imported
+only when asked for, so importing this package never touches dbpy/olpy, zmq or zarr.
+"""
 
 from __future__ import annotations
 
+import importlib
+
+from ..schemas import Config, ReplaySource, SimSource, roi_key
 from .base import Source, SourceStatus
 
-__all__ = ["Source", "SourceStatus"]
+__all__ = ["Source", "SourceStatus", "open_source"]
+
+
+def open_source(config: Config, *, frames_every: int | None = None) -> Source:
+    """The source ``config.source`` describes, constructed but not yet opened.
+
+    Call ``open()`` on the result (the simulator and replay also open themselves on the first
+    ``describe``/``read``). Where ``source.points`` restricts the point detectors, the names
+    the analysis sections use (i0, veto, scan, pump_probe) are added to it.
+
+    Args:
+        config: the whole configuration.
+        frames_every: keep one full frame every N shots (only the simulator at rate 0 uses it);
+            defaults to ``config.record.frames_every``.
+    """
+    every = config.record.frames_every if frames_every is None else frames_every
+    src = config.source
+    if isinstance(src, SimSource):
+        from .sim import Simulator
+
+        if src.points is not None:
+            src = src.model_copy(update={"points": list(dict.fromkeys(src.points + config.analysis_points()))})
+        return Simulator(src, frames_every=every, rois={roi_key(r.name, 1): r for r in config.roi})
+    if isinstance(src, ReplaySource):
+        from .replay import Replayer
+
+        return Replayer(src)
+    # sacla and karabo own their construction (API paths, sockets, point maps).
+    module = importlib.import_module(f"{__name__}.{src.kind}")
+    source: Source = module.make(config, frames_every=every)
+    return source
