@@ -23,7 +23,7 @@ run: install
 	$(BIN)/shotwatch run
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	@if [ -f ../shared/tools/layers.py ]; then $(BIN)/python ../shared/tools/layers.py .; fi
@@ -35,7 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 wheelhouse: install
-	$(BIN)/python -m shotwatch._wheelhouse $(if $(PYVER),--python-version $(PYVER)) $(if $(PLATFORM),--platform $(PLATFORM))
+	$(BIN)/python tools/wheelhouse.py $(if $(PYVER),--python-version $(PYVER)) $(if $(PLATFORM),--platform $(PLATFORM))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist wheelhouse
