@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from shotwatch.schemas import demo_text  # noqa: E402
+from shotwatch.schemas import demo_text
 
 
 def emit(bench: str, metric: str, value: float, unit: str, *, baseline: str | None = None,

@@ -12,7 +12,6 @@ import tomllib
 from pathlib import Path
 
 from _common import config_text, emit, median_of
-
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.schemas import parse_config
 from shotwatch.sources import open_source

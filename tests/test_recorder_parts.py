@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth import DET
 
 from shotwatch.recorder.cut import cut_block, decimate_frames
 from shotwatch.recorder.health import Health
 from shotwatch.recorder.paths import fill_template, log_path_for
 from shotwatch.schemas import Cutout, Frames, RoiVersion, ShotBlock
+from synth import DET
 
 
 def _frames_block(n: int, *, with_frame: list[int]) -> ShotBlock:

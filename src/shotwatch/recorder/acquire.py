@@ -68,6 +68,8 @@ class Recorder:
         self._next_frame = 0
         self._timers = {"publish": 0.0, "status": 0.0, "image": 0.0, "rotate": 0.0, "commit": time.monotonic()}
         self.extra_counters: Callable[[], dict[str, int]] | None = None
+        self._last_tag = -1
+        self._old_tags = 0
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -89,6 +91,11 @@ class Recorder:
                     raise SourceError(str(exc)) from None
         if self.sink is not None:
             self.sink.check_target(run=info.run)
+            last = self.sink.last_tag()
+            if last is not None:
+                self._last_tag = last
+                if hasattr(source, "start_after"):
+                    source.start_after(last)
         self.rois.apply({r.name: r for r in self.config.roi}, shot=0, tag=-1)
         source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._analysis = Analysis.from_config(self.config, ev_per_adu={d: i.ev_per_adu for d, i in info.detectors.items()})
@@ -204,7 +211,7 @@ class Recorder:
                 return
             try:
                 reply = work()
-            except Exception as exc:  # noqa: BLE001 - a bad request never stops the recorder
+            except Exception as exc:
                 log.exception("request failed")
                 reply = Reply(False, f"request failed: {exc}")
             if not fut.done():
@@ -236,6 +243,9 @@ class Recorder:
 
     def _process(self, block: ShotBlock) -> None:
         assert self._source is not None
+        block = self._drop_old_tags(block)
+        if not len(block):
+            return
         if self.health.run is not None and block.run != self.health.run:
             self._new_run(block)
         elif self.sink is not None and self.sink.state == "live" and self._shot == 0:
@@ -257,6 +267,20 @@ class Recorder:
             self._notice(self.sink.write(kept), level="error")
         self._shot += len(block)
         self._pending.append(block.with_(frames={}))
+
+    def _drop_old_tags(self, block: ShotBlock) -> ShotBlock:
+        """Tags must grow within a recording: shots at or before the last tag are dropped."""
+        if self.health.run is not None and block.run != self.health.run:
+            self._last_tag = -1
+        fresh = block.tags > self._last_tag
+        if not fresh.all():
+            dropped = int((~fresh).sum())
+            self._old_tags += dropped
+            self._notice(f"dropped {dropped} shot(s) whose tag was not after the last recorded tag {self._last_tag}")
+            block = block.select(fresh)
+        if len(block):
+            self._last_tag = int(block.tags[-1])
+        return block
 
     def _new_run(self, block: ShotBlock) -> None:
         """A new run of the source: close this recording and start the next one."""
@@ -315,6 +339,8 @@ class Recorder:
         counters = dict(src.counters) if src else {}
         if self.extra_counters is not None:
             counters.update(self.extra_counters())
+        if self._old_tags:
+            counters["tags not increasing"] = self._old_tags
         sink = self.sink
         return Status(
             time=time.time(), source=self.config.source.kind,
@@ -344,7 +370,7 @@ class Recorder:
                 continue
             try:
                 fn(msg)
-            except Exception:  # noqa: BLE001 - a broken listener never stops acquisition
+            except Exception:
                 log.exception("listener %r failed on %s", listener, hook)
 
     @property

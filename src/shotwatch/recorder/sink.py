@@ -45,6 +45,13 @@ class RecordingSink:
         self.first_path = path
         return path
 
+    def last_tag(self) -> int | None:
+        """With --append: the last committed tag of the recording to continue."""
+        if not (self.append and self.first_path is not None and self.first_path.exists()):
+            return None
+        tags = RecordingReader(self.first_path).tags()
+        return int(tags[-1]) if len(tags) else None
+
     def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> Path:
         if self._runs == 0 and self.first_path is not None:
             path = self.first_path
@@ -68,7 +75,7 @@ class RecordingSink:
             self._closed_committed = writer.committed
             try:
                 writer.close()
-            except Exception:  # noqa: BLE001 - the last commit is what counts now
+            except Exception:
                 pass
         return self.error
 

@@ -10,6 +10,7 @@ per second. The physics lives in ``sim_physics`` (per-shot scalars) and ``sim_de
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 
@@ -54,6 +55,19 @@ class Simulator:
         self._missing: dict[str, int] = {}
         self._counters: dict[str, int] = {}
         self._notices: list[str] = []
+
+    def start_after(self, tag: int) -> None:
+        """Continue a recording: the first tag will follow ``tag`` (same pump-probe phase).
+
+        Optional capability the recorder uses with ``--append``, before the first read. Real
+        facilities' tags always grow; the simulator's would restart from the seed's.
+        """
+        first = self._truth.first_tag
+        if self._shot == 0 and tag >= first:
+            shift = ((tag - first) // 4 + 1) * 4
+            self._truth = dataclasses.replace(self._truth, first_tag=first + shift)
+            if self._timeline is not None:
+                self._timeline = Timeline(self._truth)
 
     # --- Source protocol ----------------------------------------------------------------
 
