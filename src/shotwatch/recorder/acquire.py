@@ -322,9 +322,11 @@ class Recorder:
     def _flush_publish(self) -> None:
         if not self._pending:
             return
-        block = ShotBlock.concat(self._pending)
-        self._pending = []
+        pending, self._pending = self._pending, []
         self._seq += 1
+        if not any(hasattr(listener, "on_block") for listener in self.listeners):
+            return  # headless: joining the blocks would only copy memory
+        block = ShotBlock.concat(pending)
         self._emit("on_block", BlockMsg(self._seq, block))
 
     def _drain_source_notices(self) -> None:

@@ -1,5 +1,10 @@
-"""recording."""
+"""FORMAT.md v1 recordings: writer, reader and repair. The only package that imports zarr."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._format import RecordingWriteError, decode_name, encode_name
+from .reader import RecordingReader
+from .repair import repair
+from .writer import RecordingWriter
+
+__all__ = ["RecordingReader", "RecordingWriteError", "RecordingWriter", "decode_name", "encode_name", "repair"]

@@ -1,5 +1,21 @@
-"""reducers."""
+"""Reducers: pure numpy, mergeable reductions of ShotBlocks (no I/O, clocks or logging).
+
+Every reducer is ``init() -> state``, ``update(state, block) -> state``, ``merge(a, b) ->
+state``, ``result(state)``; states are immutable values. ``update`` also takes
+``table=shot_table(block, analysis)`` so a caller feeding several reducers computes the
+per-shot table (the expensive ROI sums) once per block.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .analysis import Analysis, ShotTable, display_keys, shot_table
+from .hist import Histogram
+from .live import Correlation, RollingWindow, RunningImage, Trend
+from .summary import SummaryReducer
+from .tables import format_table, per_shot_csv, scan_csv
+
+__all__ = [
+    "Analysis", "Correlation", "Histogram", "RollingWindow", "RunningImage", "ShotTable",
+    "SummaryReducer", "Trend", "display_keys", "format_table", "per_shot_csv", "scan_csv",
+    "shot_table",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -112,16 +113,24 @@ def unknown_points_error(unknown: Iterable[str], equip: Sequence[str],
 
 
 class Notices:
-    """One-line notices, drained by the caller; a repeated key speaks at most every ``every`` s."""
+    """One-line notices, drained by the caller; a repeated key speaks at most every ``every`` s.
+
+    Thread-safe: the poller adds while the recorder drains.
+    """
 
     def __init__(self, *, every: float = 10.0, keep: int = 200) -> None:
         self._every, self._keep = every, keep
+        self._lock = threading.Lock()
         self._lines: list[str] = []
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
     def add(self, text: str, *, key: str | None = None) -> None:
         """Queue ``text``; with ``key``, repeats within ``every`` s are counted, not queued."""
+        with self._lock:
+            self._add(text, key)
+
+    def _add(self, text: str, key: str | None) -> None:
         if key is not None:
             now = time.monotonic()
             if now - self._last.get(key, -1e9) < self._every:
@@ -135,5 +144,7 @@ class Notices:
         del self._lines[:-self._keep]
 
     def drain(self) -> list[str]:
-        lines, self._lines = self._lines, []
+        """The notices since the last drain, oldest first."""
+        with self._lock:
+            lines, self._lines = self._lines, []
         return lines

@@ -90,7 +90,8 @@ def read_points(db: ModuleType, names: Sequence[str], hightag: int, tags: Sequen
         except Exception as exc:  # a facility read may raise anything; never fatal
             tally.count("read errors")
             tally.count("point NaN", n, name=name)
-            notes.add(f"{name}: read failed for {n} shots ({_span(tags)}), recorded as NaN: {exc}",
+            notes.add(f"{name}: read failed for {n} shot{'s' * (n != 1)} ({_span(tags)}), "
+                      f"recorded as NaN: {exc}",
                       key=f"read:{name}")
             out[name] = np.full(n, np.nan)
             continue

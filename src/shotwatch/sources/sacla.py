@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _RUN_STATE = {-1: "waiting", 0: "stopped", 1: "paused", 2: "running"}
 _MAX_BACKOFF = 2.0
 _HOLD_MAX = 1.0  # seconds the newest shots may wait for their images to reach the buffer
+_BLOCK_FRAME_BYTES = 128 << 20  # full frames per block: 8 MPCCD sensors -> 8 shots, 1 -> 64
 
 
 def make(config: Config, *, frames_every: int | None = None) -> SaclaStream:
@@ -79,7 +80,7 @@ class SaclaStream:
 
     def __init__(self, cfg: SaclaSource, *, points: Sequence[str], rois: Iterable[Roi] = (),
                  frames_every: int = 0, origins: Mapping[str, str] | None = None,
-                 poll_interval: float = 0.2, queue_blocks: int = 4) -> None:
+                 poll_interval: float = 0.2, queue_blocks: int = 2) -> None:
         self.cfg = cfg
         self.points = list(dict.fromkeys(points))
         self.frames_every = frames_every
@@ -108,6 +109,7 @@ class SaclaStream:
         self._delivered = 0
         self._next_det_check = 0.0
         self._hold = TailHold(_HOLD_MAX)
+        self._probed = False  # every detector of this run looked at once (for describe)
 
     # --- Source protocol -----------------------------------------------------------------
 
@@ -129,11 +131,10 @@ class SaclaStream:
             raise unknown_points_error(dict.fromkeys(unknown), self._equip, origins)
         try:
             self._poll_position()
-        except Exception as exc:  # start anyway; the poller retries
-            self._went_down(exc)
-        if self._run is not None:
             self._check_stream(force=True)
             self._probe_all()
+        except DbDown as exc:  # start anyway; the poller retries
+            self._went_down(exc)
         self._thread = threading.Thread(target=self._loop, name="shotwatch-sacla", daemon=True)
         self._thread.start()
 
@@ -189,7 +190,7 @@ class SaclaStream:
         """Stop the poller and drop queued blocks; idempotent."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=3.0)
         while True:
             try:
                 self._queue.get_nowait()
@@ -222,6 +223,7 @@ class SaclaStream:
         self._came_back()
         if self._run is None:  # the database was down at open()
             self._start_at(newest_run, hightag, newest)
+        if not self._probed:
             self._check_stream(force=True)
             self._probe_all()
             return
@@ -234,10 +236,11 @@ class SaclaStream:
 
     def _deliver(self, tags: list[int], hightag: int, *, live: bool = True) -> None:
         """Read and queue ``tags`` in blocks of at most ngrab (the newest tail may wait)."""
-        for lo in range(0, len(tags), self.cfg.ngrab):
+        size = self._block_size()
+        for lo in range(0, len(tags), size):
             if self._stop.is_set():
                 return
-            chunk = tags[lo:lo + self.cfg.ngrab]
+            chunk = tags[lo:lo + size]
             block = self._read_block(chunk, hightag, may_hold=live and lo + len(chunk) == len(tags))
             if block is None:
                 return
@@ -250,6 +253,13 @@ class SaclaStream:
                     continue
             with self._lock:
                 self._delivered += len(block)
+
+    def _block_size(self) -> int:
+        """ngrab, or fewer shots where full frames would make a block larger than 128 MB."""
+        with self._lock:
+            dets = [self._info.get(d) for d in self._handles if d in self._wanted()]
+        per_shot = sum(int(np.prod(i.shape)) * np.dtype(i.dtype).itemsize if i else 2 << 20 for i in dets)
+        return max(1, min(self.cfg.ngrab, _BLOCK_FRAME_BYTES // max(per_shot, 1)))
 
     def _read_block(self, tags: list[int], hightag: int, *, may_hold: bool) -> ShotBlock | None:
         """One block: every point detector and the ROI detectors' frames (None: all held)."""
@@ -314,8 +324,8 @@ class SaclaStream:
 
     def _switch_run(self, run: int, hightag: int) -> None:
         with self._lock:
-            old, self._run, self._hightag, self._last = self._run, run, hightag, -1
-            self._notes.add(f"run {run}: started (run {old} ended)")
+            # No notice: the recorder announces the new run when its first block arrives.
+            self._run, self._hightag, self._last, self._probed = run, hightag, -1, False
             self._info.clear()
             for handle in self._handles.values():
                 handle.info = None
@@ -381,14 +391,12 @@ class SaclaStream:
 
     def _probe_all(self) -> None:
         """Read one recent frame of every detector in the stream, for describe()."""
-        try:
-            recent = self._ask("read_taglist_byrun", self.cfg.beamline, self._run)[-5:]
-        except DbDown:
-            return
+        recent = self._ask("read_taglist_byrun", self.cfg.beamline, self._run)[-5:]
         for det in self._stream:
             handle = self._handles.get(det) or open_handle(self._api()[1], det)
             if handle is not None and probe(handle, recent):
                 self._note_info(handle)
+        self._probed = True
 
     def _note_info(self, handle: DetectorHandle) -> None:
         info = detector_info(handle) if handle.det not in self._info else None
