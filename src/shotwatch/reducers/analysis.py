@@ -1,0 +1,234 @@
+"""What to compute (Analysis) and the per-shot table every reducer starts from.
+
+INTERFACE.md "Reduction semantics": accepted, value(roi key, shot), scan value and bin, laser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..schemas import (
+    I0,
+    Config,
+    ConfigError,
+    PointPumpProbe,
+    ShotBlock,
+    TagModuloPumpProbe,
+    Veto,
+    split_roi_key,
+)
+from ._sums import roi_sums
+
+__all__ = ["Analysis", "ShotTable", "display_keys", "shot_table"]
+
+F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+PumpProbeMode = TagModuloPumpProbe | PointPumpProbe
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the reducers need to know about the analysis sections of a configuration.
+
+    Attributes:
+        ev_per_adu: detector id -> eV per ADU (``calibration.ev_per_adu`` already applied).
+        threshold_ev: pixels whose energy is below this are zeroed (None = no threshold).
+        photon_energy_ev: if set, ROI values are photons, else eV.
+        i0: the I0 monitor and window, or None.
+        vetoes: point-detector vetoes, in configuration order.
+        scan_name: point detector of the scanned variable, or None without ``[scan]``.
+        scan_scale: multiplier of the raw scan value.
+        scan_offset: added after scaling.
+        scan_unit: unit of the scaled value.
+        edges: bin edges (float64, strictly increasing); empty without ``[scan]``.
+        pump_probe: the laser on/off rule, or None.
+    """
+
+    ev_per_adu: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    threshold_ev: float | None = None
+    photon_energy_ev: float | None = None
+    i0: I0 | None = None
+    vetoes: tuple[Veto, ...] = ()
+    scan_name: str | None = None
+    scan_scale: float = 1.0
+    scan_offset: float = 0.0
+    scan_unit: str = ""
+    edges: tuple[float, ...] = ()
+    pump_probe: PumpProbeMode | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, *, ev_per_adu: Mapping[str, float]) -> Analysis:
+        """Build from a configuration and the source's/recording's eV per ADU per detector.
+
+        ``config.calibration.ev_per_adu`` overrides ``ev_per_adu`` detector by detector.
+        """
+        cal = config.calibration
+        gains = MappingProxyType({**{k: float(v) for k, v in ev_per_adu.items()}, **cal.ev_per_adu})
+        scan = config.scan
+        return cls(
+            ev_per_adu=gains,
+            threshold_ev=cal.threshold_ev,
+            photon_energy_ev=cal.photon_energy_ev,
+            i0=config.i0,
+            vetoes=tuple(config.veto),
+            scan_name=scan.name if scan else None,
+            scan_scale=scan.scale if scan else 1.0,
+            scan_offset=scan.offset if scan else 0.0,
+            scan_unit=scan.unit if scan else "",
+            edges=tuple(float(e) for e in scan.edges_array()) if scan else (),
+            pump_probe=config.pump_probe,
+        )
+
+    @property
+    def n_bins(self) -> int:
+        """Number of scan bins (0 without ``[scan]``)."""
+        return max(0, len(self.edges) - 1)
+
+    @property
+    def veto_keys(self) -> tuple[str, ...]:
+        """Keys of ``vetoed``: ``"i0"`` (with ``[i0]``) then each veto's name."""
+        return (("i0",) if self.i0 else ()) + tuple(v.name for v in self.vetoes)
+
+    def calibrate(self, block: ShotBlock, key: str) -> F64:
+        """value(key, shot) for every shot of ``block``; NaN where the cutout is invalid."""
+        cut = block.cutouts[key]
+        valid = np.asarray(cut.valid, dtype=bool)
+        out = np.full(len(block), np.nan)
+        if not valid.any():
+            return out
+        gain = self.ev_per_adu.get(cut.detector)
+        if gain is None:
+            known = ", ".join(sorted(self.ev_per_adu)) or "none"
+            raise ConfigError(f"calibration.ev_per_adu: expected a value for detector {cut.detector!r} "
+                              f"(ROI {key}; known: {known}), found none")
+        # computing on every shot is cheaper than copying out the valid ones, unless few are
+        pixels = cut.pixels if valid.mean() > 0.5 else cut.pixels[valid]
+        sums = roi_sums(pixels, ev_per_adu=gain, threshold_ev=self.threshold_ev)
+        if self.photon_energy_ev is not None:
+            sums = sums / self.photon_energy_ev
+        out[valid] = sums[valid] if pixels is cut.pixels else sums
+        return out
+
+
+@dataclass(frozen=True)
+class ShotTable:
+    """Per-shot quantities of one block (INTERFACE.md "Reduction semantics").
+
+    Attributes:
+        tags: int64[n].
+        time: float64[n] unix seconds (NaN if unknown).
+        i0: float64[n] raw I0 (NaN without ``[i0]`` or where missing).
+        accepted: bool[n]: I0 in its window and every veto passes.
+        vetoed: criterion (``"i0"``, veto names) -> bool[n], true where that criterion fails.
+        scan: float64[n] scaled scan value (NaN without ``[scan]`` or where missing).
+        bin: int64[n] scan bin, -1 outside the edges, NaN or without ``[scan]``.
+        laser: int8[n] 1 on, 0 off, -1 undecided or without ``[pump_probe]``.
+        values: roi key (``name/vK``) -> float64[n] calibrated value, NaN where invalid.
+        valid: roi key -> bool[n], the cutout's ``valid``.
+    """
+
+    tags: npt.NDArray[np.int64]
+    time: F64
+    i0: F64
+    accepted: Bool
+    vetoed: Mapping[str, Bool]
+    scan: F64
+    bin: npt.NDArray[np.int64]
+    laser: npt.NDArray[np.int8]
+    values: Mapping[str, F64]
+    valid: Mapping[str, Bool]
+
+    def __len__(self) -> int:
+        return int(self.tags.shape[0])
+
+
+def shot_table(block: ShotBlock, analysis: Analysis) -> ShotTable:
+    """The per-shot table of ``block``; points missing from the block are NaN for every shot."""
+    n = len(block)
+    i0 = _point(block, analysis.i0.name, n) if analysis.i0 else np.full(n, np.nan)
+    vetoed = _vetoes(block, analysis, i0)
+    accepted = np.ones(n, bool)
+    for bad in vetoed.values():
+        accepted &= ~bad
+    scan = np.full(n, np.nan)
+    if analysis.scan_name is not None:
+        scan = _point(block, analysis.scan_name, n) * analysis.scan_scale + analysis.scan_offset
+    return ShotTable(
+        tags=np.asarray(block.tags, np.int64), time=np.asarray(block.time, np.float64), i0=i0,
+        accepted=accepted, vetoed=vetoed, scan=scan, bin=scan_bins(scan, analysis.edges),
+        laser=_laser(block, analysis, n),
+        values={key: analysis.calibrate(block, key) for key in block.cutouts},
+        valid={key: np.asarray(c.valid, bool) for key, c in block.cutouts.items()},
+    )
+
+
+def scan_bins(values: F64, edges: tuple[float, ...] | F64) -> npt.NDArray[np.int64]:
+    """Bin j holds edges[j] <= v < edges[j+1]; the last bin also v == edges[-1]; else -1."""
+    e = np.asarray(edges, np.float64)
+    nb = e.size - 1
+    if nb < 1:
+        return np.full(values.shape, -1, np.int64)
+    j = np.searchsorted(e, values, side="right").astype(np.int64) - 1
+    j[values == e[-1]] = nb - 1
+    j[(j < 0) | (j >= nb) | np.isnan(values)] = -1
+    return j
+
+
+def display_keys(keys: Iterable[str]) -> dict[str, str]:
+    """roi key -> result key: ``name`` when it is the only key of that name, else ``name/vK``.
+
+    ``keys`` are the versions with at least one valid shot among the shots reduced; the
+    mapping is sorted by (name, version) so results do not depend on arrival order.
+    """
+    parsed = sorted((split_roi_key(k), k) for k in set(keys))
+    per_name: dict[str, int] = {}
+    for (name, _), _key in parsed:
+        per_name[name] = per_name.get(name, 0) + 1
+    return {key: (name if per_name[name] == 1 else key) for (name, _), key in parsed}
+
+
+def _point(block: ShotBlock, name: str, n: int) -> F64:
+    values = block.points.get(name)
+    return np.full(n, np.nan) if values is None else np.asarray(values, np.float64)
+
+
+def _outside(values: F64, lo: float | None, hi: float | None, *, finite: bool) -> Bool:
+    # I0 must be finite; a veto fails on NaN or out of bounds (absent bound = none, so +inf
+    # passes a veto that has only a minimum)
+    bad = ~np.isfinite(values) if finite else np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        if lo is not None:
+            bad |= values < lo
+        if hi is not None:
+            bad |= values > hi
+    return bad
+
+
+def _vetoes(block: ShotBlock, analysis: Analysis, i0: F64) -> dict[str, Bool]:
+    vetoed: dict[str, Bool] = {}
+    if analysis.i0 is not None:
+        vetoed["i0"] = _outside(i0, analysis.i0.min, analysis.i0.max, finite=True)
+    for veto in analysis.vetoes:
+        bad = _outside(_point(block, veto.name, len(block)), veto.min, veto.max, finite=False)
+        vetoed[veto.name] = vetoed[veto.name] | bad if veto.name in vetoed else bad
+    return vetoed
+
+
+def _laser(block: ShotBlock, analysis: Analysis, n: int) -> npt.NDArray[np.int8]:
+    pp: Any = analysis.pump_probe
+    if isinstance(pp, TagModuloPumpProbe):
+        on = np.zeros(pp.cycle, np.int8)
+        on[list(pp.on)] = 1
+        return on[np.asarray(block.tags) % pp.cycle]
+    if isinstance(pp, PointPumpProbe):
+        v = _point(block, pp.name, n)
+        out = np.where(v > pp.threshold, 1, 0).astype(np.int8)
+        out[np.isnan(v)] = -1
+        return out
+    return np.full(n, -1, np.int8)
