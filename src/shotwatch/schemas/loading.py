@@ -76,4 +76,10 @@ def load_config(path: str | Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: expected valid TOML, found {exc}") from None
-    return parse_config(data, origin=str(p))
+    config = parse_config(data, origin=str(p))
+    api_path = getattr(config.source, "api_path", None)
+    if api_path and not Path(api_path).is_absolute():
+        # A relative api_path means "next to this config file", wherever it is run from.
+        source = config.source.model_copy(update={"api_path": str((p.parent / api_path).resolve())})
+        config = config.model_copy(update={"source": source})
+    return config

@@ -49,6 +49,7 @@ class DetectorHandle:
     info: dict[str, Any] | None = None
     shape: tuple[int, ...] = ()
     dtype: str = ""
+    live: bool = True  # delivered images in its last block: worth waiting for (TailHold)
 
 
 def open_handle(ol: ModuleType, det: str) -> DetectorHandle | None:

@@ -266,9 +266,12 @@ class SaclaStream:
         with self._lock:
             handles = [h for d, h in self._handles.items() if d in self._wanted()]
         got = [(h, *read_frames(h, tags)) for h in handles]
-        n = len(tags) - (self._hold.tail(tags, [ok for _, _, ok in got]) if may_hold else 0)
+        live = [ok for h, _, ok in got if h.live]  # a detector sending nothing is not waited for
+        n = len(tags) - (self._hold.tail(tags, live) if may_hold and live else 0)
         if n == 0:
             return None
+        for h, _, ok in got:
+            h.live = bool(ok[:n].any())
         tags = tags[:n]
         points = read_points(self._api()[0], self.points, hightag, tags, self._tally, self._notes)
         frames = {}
