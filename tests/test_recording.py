@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -340,6 +342,9 @@ def test_bad_blocks_are_refused_before_buffering(tmp_path: Path) -> None:
         wrong = blocks[1].with_(cutouts={"a/v1": Cutout(np.zeros((20, 2, 2), np.uint16), np.ones(20, bool))})
         with pytest.raises(ValueError, match=r"expected \[n, 8, 8\]"):
             w.write(wrong)
+        lossy = blocks[1].with_(cutouts={"a/v1": Cutout(np.zeros((20, 8, 8), np.float32), np.ones(20, bool))})
+        with pytest.raises(ValueError, match="expected uint16"):
+            w.write(lossy)
 
 
 # --- failed writes ------------------------------------------------------------------------
@@ -470,7 +475,53 @@ def test_append_continues_the_recorded_roi_table(recorded: tuple[Path, list[Shot
     fresh.set(Roi(name="a", detector=DET, x=(1, 3), y=(0, 3)), shot=0, tag=0)
     with pytest.raises(RecordingError, match="roi/a/v1: expected the recorded version"):
         writer.set_rois(fresh)
+    late = writer.rois
+    late.set(Roi(name="a", detector=DET, x=(0, 4), y=(0, 4)), shot=5, tag=first_tag)
+    with pytest.raises(RecordingError, match=r"roi/a/v4: expected first_shot >= \d+"):
+        writer.set_rois(late)
     writer.close()
     reader = RecordingReader(path)
     assert [v.key for v in reader.rois.versions["a"]] == ["a/v1", "a/v2", "a/v3"]
     assert_same(list(reader.blocks(frames=True)), [*blocks, more])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 6 MB tmpfs (root only, as on CI; skipped where mounting is not allowed)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_really_full_disk_keeps_the_last_commit_and_repairs(tiny_disk: Path) -> None:
+    rng = np.random.default_rng(5)
+    path = tiny_disk / "full.zarr"
+    blocks = versioned_blocks(9, [200])
+    writer = new_writer(path, blocks, commit_seconds=0.0)
+    write_plan(writer, blocks)
+    good, tag = [blocks[0]], int(blocks[0].tags[-1]) + 2
+    with pytest.raises(RecordingWriteError) as exc:
+        for _ in range(200):  # incompressible pixels: a few MB per commit
+            b = synth.block(rng, first_tag=tag, n=400, rois={"a/v1": (8, 8), "b/v1": (4, 4)}, nan_fraction=0)
+            b = b.with_(cutouts={k: Cutout(rng.integers(0, 65535, c.pixels.shape, np.uint16), c.valid, DET)
+                                 for k, c in b.cutouts.items()})
+            writer.write(b)
+            good.append(b)
+            tag = int(b.tags[-1]) + 2
+    assert exc.value.errno == errno.ENOSPC
+    writer.close()
+    committed = RecordingReader(path).committed
+    assert committed == sum(len(b) for b in good)  # every write committed at once; the failed one not
+    assert_same(list(RecordingReader(path).blocks(frames=True)), good)
+    repair(path)  # still full: trimming frees space before it writes
+    assert set(per_shot_lengths(path).values()) == {committed}
+    assert RecordingReader(path).closed

@@ -250,6 +250,8 @@ class Recorder:
             self._new_run(block)
         elif self.sink is not None and self.sink.state == "live" and self._shot == 0:
             self._start_recording(block)
+        if self._info is not None and any(d not in self._info.detectors for d in block.frames):
+            self._refresh_detectors()
         active = self.rois.active()
         block = cut_block(block, active, self._info.detectors if self._info else None)
         self._images.add(block)
@@ -267,6 +269,16 @@ class Recorder:
             self._notice(self.sink.write(kept), level="error")
         self._shot += len(block)
         self._pending.append(block.with_(frames={}))
+
+    def _refresh_detectors(self) -> None:
+        """A detector appeared mid-run: learn its shape and gain, tell the recording."""
+        assert self._source is not None
+        self._info = self._source.describe()
+        ev = {d: i.ev_per_adu for d, i in self._info.detectors.items()}
+        self._analysis = Analysis.from_config(self.config, ev_per_adu=ev)
+        self._summary_reducer = SummaryReducer(self._analysis)  # states carry no calibration
+        if self.sink is not None and self.sink.writer is not None and hasattr(self.sink.writer, "set_detectors"):
+            self._notice(self.sink.call("set_detectors", self._info), level="error")
 
     def _drop_old_tags(self, block: ShotBlock) -> ShotBlock:
         """Tags must grow within a recording: shots at or before the last tag are dropped."""
