@@ -56,8 +56,8 @@ def main() -> None:
         env_py = sys.executable
         base = cpu_fraction([env_py, "-c", SIM_ONLY, str(cfg), str(args.seconds + 5)], args.seconds)
         rec = cpu_fraction([env_py, "-m", "shotwatch", "record", "-c", str(cfg), "-o",
-                            str(Path(tmp) / "cpu.zarr"), "--publish", "tcp://127.0.0.1:0",
-                            "--control", "tcp://127.0.0.1:0"], args.seconds)
+                            str(Path(tmp) / "cpu.zarr"), "--publish", "auto",
+                            "--control", "auto"], args.seconds)
     emit("recorder_cpu_60hz", "cpu_fraction_of_one_core", rec, "core", baseline="simulator alone at 60 Hz",
          baseline_value=base, gate="<= 0.20", ok=rec <= 0.20, cores=os.cpu_count())
 

@@ -32,6 +32,7 @@ log = logging.getLogger("shotwatch.recorder")
 PUBLISH_EVERY = 0.25  # s: blocks go out at least every 0.5 s (DESIGN), a little more often here
 STATUS_EVERY = 0.5  # s: heartbeat >= 1 Hz
 IMAGE_EVERY = 3.0  # s: running images are costly on the wire and on screen
+MAX_PUBLISH_SHOTS = 2048  # bounds what a stalled console's queue can hold
 READ_TIMEOUT = 0.1  # s: how long one source read may wait, so requests stay responsive
 
 
@@ -70,6 +71,7 @@ class Recorder:
         self.extra_counters: Callable[[], dict[str, int]] | None = None
         self._last_tag = -1
         self._old_tags = 0
+        self._rois_snapshot: tuple[RoiVersion, ...] = ()
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -98,6 +100,7 @@ class Recorder:
                     source.start_after(last)
         self.rois.apply({r.name: r for r in self.config.roi}, shot=0, tag=-1)
         source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
+        self._rois_snapshot = tuple(self.rois.all())
         self._analysis = Analysis.from_config(self.config, ev_per_adu={d: i.ev_per_adu for d, i in info.detectors.items()})
         self._summary_reducer = SummaryReducer(self._analysis)
         self._summary = self._summary_reducer.init()
@@ -111,7 +114,7 @@ class Recorder:
         self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         path = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
         log.info("recording to %s", path)
-        self._emit("on_rois", RoisMsg(tuple(self.rois.all())))
+        self._announce_rois()
 
     def close(self) -> None:
         if self.sink is not None:
@@ -159,7 +162,8 @@ class Recorder:
         return fut
 
     def hello_parts(self) -> tuple[Config, SourceInfo | None, list[RoiVersion]]:
-        return self.config, self._info, self.rois.all()
+        """For the control thread: a snapshot the acquire thread keeps, never the live table."""
+        return self.config, self._info, list(self._rois_snapshot)
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot recorded so far (``--summary-json``)."""
@@ -196,7 +200,11 @@ class Recorder:
         self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         if self.sink is not None:
             self._notice(self.sink.call("set_rois", self.rois))
-        self._emit("on_rois", RoisMsg(tuple(self.rois.all())))
+        self._announce_rois()
+
+    def _announce_rois(self) -> None:
+        self._rois_snapshot = tuple(self.rois.all())
+        self._emit("on_rois", RoisMsg(self._rois_snapshot))
 
     def _do_mark(self, text: str) -> Reply:
         mark = self.sink.mark(text, tag=self.health.last_tag, at=time.time()) if self.sink else None
@@ -269,6 +277,8 @@ class Recorder:
             self._notice(self.sink.write(kept), level="error")
         self._shot += len(block)
         self._pending.append(block.with_(frames={}))
+        if sum(len(b) for b in self._pending) >= MAX_PUBLISH_SHOTS:
+            self._flush_publish()
 
     def _refresh_detectors(self) -> None:
         """A detector appeared mid-run: learn its shape and gain, tell the recording."""
