@@ -164,3 +164,20 @@ def test_reduce_with_other_analysis_uses_recorded_rois(tmp_path: Path) -> None:
 
 def test_demo_config_loads() -> None:
     assert load_config(None).record.frames_every == 60
+
+
+def test_append_with_changed_roi_continues_history(tmp_path: Path) -> None:
+    cfg = fast_config(tmp_path)
+    out = tmp_path / "a.zarr"
+    assert run_cli("record", "-c", str(cfg), "-o", str(out), "--shots", "300").returncode == 0
+    moved = tmp_path / "moved.toml"
+    moved.write_text(cfg.read_text().replace("x = [184, 216]", "x = [180, 212]"))
+    proc = run_cli("record", "-c", str(moved), "-o", str(out), "--shots", "200", "--append")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(run_cli("info", str(out), "--json").stdout)
+    assert info["committed"] == 500
+    bragg = info["rois"]["bragg"]
+    assert [(v["version"], v["first_shot"], v["x"]) for v in bragg] == [(1, 0, [184, 216]), (2, 300, [180, 212])]
+    assert [v["version"] for v in info["rois"]["background"]] == [1]
+    result = json.loads(run_cli("reduce", str(out), "--json").stdout)
+    assert {"bragg/v1", "bragg/v2", "background"} <= set(result["rois"])

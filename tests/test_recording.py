@@ -1,15 +1,12 @@
-"""RecordingWriter / RecordingReader: round trips, views, live reading, append, failures.
+"""RecordingWriter / RecordingReader: round trips, views, live reading, append, any split.
 
-Helpers at the top are shared with test_recording_crash.py and test_info_repair.py.
+Helpers at the top are shared with test_recording_faults.py, test_recording_crash.py and
+test_info_repair.py.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +18,9 @@ from hypothesis import strategies as st
 import synth
 from shotwatch.recording import (
     RecordingReader,
-    RecordingWriteError,
     RecordingWriter,
     decode_name,
     encode_name,
-    repair,
 )
 from shotwatch.schemas import (
     I0,
@@ -262,7 +257,7 @@ def test_append_truncates_and_continues(tmp_path: Path) -> None:
     writer = new_writer(path, blocks, commit_seconds=3600.0)
     write_plan(writer, blocks[:4], commit_each=True)
     writer.write(blocks[4])
-    writer._write_data(ShotBlock.concat([blocks[4]]), writer.committed, dict(writer._frames_done))  # uncommitted tail
+    writer._write_data([blocks[4]], writer.committed, dict(writer._frames_done))  # uncommitted tail
     del writer  # a crash: never closed
     appended = RecordingWriter.append(path, config=Config(), source=source_info(), points=POINTS)
     assert appended.committed == 260
@@ -347,94 +342,17 @@ def test_bad_blocks_are_refused_before_buffering(tmp_path: Path) -> None:
             w.write(lossy)
 
 
-# --- failed writes ------------------------------------------------------------------------
-
-
-class _DiskFull:
-    """Every file write after the first ``allow`` raises ENOSPC (chunks and zarr metadata)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, allow: int) -> None:
-        import zarr.storage._local as local
-
-        from shotwatch.recording import _chunks
-
-        self.left = allow
-        real_put, real_open = local._put, open
-
-        def put(*args: object, **kwargs: object) -> int:
-            self._spend()
-            return real_put(*args, **kwargs)  # type: ignore[arg-type]
-
-        def opener(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
-            if "w" in mode:
-                self._spend()
-            return real_open(file, mode, *args, **kwargs)  # type: ignore[call-overload]
-
-        monkeypatch.setattr(local, "_put", put)
-        monkeypatch.setattr(_chunks, "open", opener, raising=False)
-
-    def _spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-
-@pytest.mark.parametrize("allow", [0, 1, 3, 8, 20])
-def test_a_failed_write_keeps_the_last_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allow: int) -> None:
-    blocks = versioned_blocks(6, [100, 5000, 30])
-    path = tmp_path / "full.zarr"
-    writer = new_writer(path, blocks, commit_seconds=3600.0)
-    write_plan(writer, blocks[:1], commit_each=True)
-    with monkeypatch.context() as m:
-        _DiskFull(m, allow)
-        writer.write(blocks[1])
-        with pytest.raises(RecordingWriteError) as exc:
-            writer.commit()
-        assert isinstance(exc.value, OSError) and exc.value.errno == errno.ENOSPC
-        assert str(path) in str(exc.value) and "100 shots" in str(exc.value)
-        with pytest.raises(RecordingWriteError):
-            writer.write(blocks[2])
-        writer.close()  # after a failure: releases, does not raise
-    reader = RecordingReader(path)
-    assert reader.committed == 100 and not reader.closed
-    assert_same(list(reader.blocks(frames=True)), blocks[:1])
-    repair(path)
-    assert set(per_shot_lengths(path).values()) == {100}
-    again = RecordingWriter.append(path, config=Config(), source=source_info(), points=POINTS)
-    write_plan(again, blocks, start=1)
-    again.close()
-    assert_same(list(RecordingReader(path).blocks(frames=True)), blocks)
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
-def test_a_read_only_directory_fails_cleanly(tmp_path: Path) -> None:
-    blocks = versioned_blocks(7, [50, 50])
-    path = tmp_path / "ro.zarr"
-    writer = new_writer(path, blocks, commit_seconds=3600.0)
-    write_plan(writer, blocks[:1], commit_each=True)
-    modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")] if p.is_dir()}
-    for p in modes:
-        p.chmod(0o555)
-    try:
-        writer.write(blocks[1])
-        with pytest.raises(RecordingWriteError):
-            writer.commit()
-    finally:
-        for p, mode in modes.items():
-            p.chmod(mode)
-    assert_same(list(RecordingReader(path).blocks()), blocks[:1])
-
-
 # --- any split, any commit points ---------------------------------------------------------
 
 
 @st.composite
-def _splits(draw: st.DrawFn) -> tuple[list[int], list[bool], int]:
+def _splits(draw: st.DrawFn) -> tuple[list[int], list[bool], list[bool], int]:
     total = sum(_SPLIT_SIZES)
     cuts = sorted(draw(st.lists(st.integers(0, total), max_size=8)))
     sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
     commits = draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
-    return sizes, commits, draw(st.integers(16, 400))
+    drops = draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    return sizes, commits, drops, draw(st.integers(16, 400))
 
 
 _SPLIT_SIZES = [60, 70, 130, 50, 40, 30]
@@ -442,23 +360,37 @@ _SPLIT_BLOCKS = versioned_blocks(8, _SPLIT_SIZES)
 _WHOLE = ShotBlock.concat(_SPLIT_BLOCKS)  # a/v1 then a/v2, b deleted; zero/invalid where inactive
 
 
+def _dropped(piece: ShotBlock) -> tuple[ShotBlock, ShotBlock]:
+    """``piece`` without the scan point and ``b/v1`` (as written), and as it should read back."""
+    n, cut = len(piece), piece.cutouts["b/v1"]
+    written = piece.with_(points={k: v for k, v in piece.points.items() if k != synth.SCAN},
+                          cutouts={k: c for k, c in piece.cutouts.items() if k != "b/v1"})
+    expected = piece.with_(points={**piece.points, synth.SCAN: np.full(n, np.nan)},
+                           cutouts={**piece.cutouts, "b/v1": Cutout(np.zeros_like(cut.pixels), np.zeros(n, bool), DET)})
+    return written, expected
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_splits())
 def test_any_split_reads_back_the_same(tmp_path_factory: pytest.TempPathFactory,
-                                       split: tuple[list[int], list[bool], int]) -> None:
-    sizes, commits, read_size = split
+                                       split: tuple[list[int], list[bool], list[bool], int]) -> None:
+    """Any blocks, commits and read sizes; blocks may lack a point or cutout (read as missing)."""
+    sizes, commits, drops, read_size = split
     path = tmp_path_factory.mktemp("split") / "s.zarr"
     first_shots, first_tags = plan_points(_SPLIT_BLOCKS)
     writer = RecordingWriter.create(path, config=Config(), source=source_info(), points=POINTS,
                                     rois=plan_table(5, first_shots, first_tags), commit_seconds=3600.0)
-    start = 0
-    for n, commit in zip(sizes, commits, strict=True):
-        writer.write(_WHOLE.slice(start, start + n))
+    start, expected = 0, []
+    for n, commit, drop in zip(sizes, commits, drops, strict=True):
+        piece = _WHOLE.slice(start, start + n)
+        written, should = _dropped(piece) if drop else (piece, piece)
+        writer.write(written)
+        expected.append(should)
         start += n
         if commit:
             writer.commit()
     writer.close()
-    assert_same(list(RecordingReader(path).blocks(size=read_size, frames=True)), _WHOLE)
+    assert_same(list(RecordingReader(path).blocks(size=read_size, frames=True)), ShotBlock.concat(expected))
 
 
 def test_append_continues_the_recorded_roi_table(recorded: tuple[Path, list[ShotBlock]]) -> None:
@@ -483,45 +415,3 @@ def test_append_continues_the_recorded_roi_table(recorded: tuple[Path, list[Shot
     reader = RecordingReader(path)
     assert [v.key for v in reader.rois.versions["a"]] == ["a/v1", "a/v2", "a/v3"]
     assert_same(list(reader.blocks(frames=True)), [*blocks, more])
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 6 MB tmpfs (root only, as on CI; skipped where mounting is not allowed)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_a_really_full_disk_keeps_the_last_commit_and_repairs(tiny_disk: Path) -> None:
-    rng = np.random.default_rng(5)
-    path = tiny_disk / "full.zarr"
-    blocks = versioned_blocks(9, [200])
-    writer = new_writer(path, blocks, commit_seconds=0.0)
-    write_plan(writer, blocks)
-    good, tag = [blocks[0]], int(blocks[0].tags[-1]) + 2
-    with pytest.raises(RecordingWriteError) as exc:
-        for _ in range(200):  # incompressible pixels: a few MB per commit
-            b = synth.block(rng, first_tag=tag, n=400, rois={"a/v1": (8, 8), "b/v1": (4, 4)}, nan_fraction=0)
-            b = b.with_(cutouts={k: Cutout(rng.integers(0, 65535, c.pixels.shape, np.uint16), c.valid, DET)
-                                 for k, c in b.cutouts.items()})
-            writer.write(b)
-            good.append(b)
-            tag = int(b.tags[-1]) + 2
-    assert exc.value.errno == errno.ENOSPC
-    writer.close()
-    committed = RecordingReader(path).committed
-    assert committed == sum(len(b) for b in good)  # every write committed at once; the failed one not
-    assert_same(list(RecordingReader(path).blocks(frames=True)), good)
-    repair(path)  # still full: trimming frees space before it writes
-    assert set(per_shot_lengths(path).values()) == {committed}
-    assert RecordingReader(path).closed

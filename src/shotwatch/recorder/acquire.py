@@ -109,8 +109,10 @@ class Recorder:
         """Open the recording at the first block, so ROI versions start at its first tag."""
         assert self._source is not None and self._info is not None and self.sink is not None
         active = self._last_active()
-        self.rois = RoiTable()
-        self.rois.apply({v.name: v.roi for v in active}, shot=0, tag=int(block.tags[0]))
+        # --append continues the recording's ROI history and shot count.
+        self.rois, self._shot = self.sink.resume()
+        self._next_frame = self._shot
+        self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
         self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         path = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
         log.info("recording to %s", path)

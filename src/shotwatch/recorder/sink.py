@@ -45,12 +45,24 @@ class RecordingSink:
         self.first_path = path
         return path
 
+    def _continuing(self) -> RecordingReader | None:
+        """With --append, before the first recording opens: the recording to continue."""
+        if self._runs or not (self.append and self.first_path is not None and self.first_path.exists()):
+            return None
+        return RecordingReader(self.first_path)
+
     def last_tag(self) -> int | None:
         """With --append: the last committed tag of the recording to continue."""
-        if not (self.append and self.first_path is not None and self.first_path.exists()):
-            return None
-        tags = RecordingReader(self.first_path).tags()
+        reader = self._continuing()
+        tags = reader.tags() if reader is not None else ()
         return int(tags[-1]) if len(tags) else None
+
+    def resume(self) -> tuple[RoiTable, int]:
+        """The ROI history and committed shots to continue from (empty and 0 for a new one)."""
+        reader = self._continuing()
+        if reader is None:
+            return RoiTable(), 0
+        return RoiTable.from_versions(reader.rois.all()), int(reader.committed)
 
     def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> Path:
         if self._runs == 0 and self.first_path is not None:

@@ -1,0 +1,63 @@
+"""The root ``shotwatch`` attributes: building them, and checking a recording to append to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..schemas import Config, SourceInfo
+from ..schemas.errors import RecordingError
+from ._format import FORMAT, VERSION, jsonable
+
+__all__ = ["check_compatible", "det_dtype", "detectors_attr", "new_attrs"]
+
+
+def new_attrs(config: Config, source: SourceInfo) -> dict[str, Any]:
+    """The root attributes of a new recording (``committed`` 0, not closed, no marks).
+
+    ``source`` holds ``kind``, ``run``, ``hightag`` and whatever else the source knows
+    (``SourceInfo.attrs``); its detectors go to ``detectors``, its points to the arrays.
+    """
+    src = {"kind": source.kind, "run": source.run, "hightag": source.hightag,
+           **{k: v for k, v in source.attrs.items() if k not in ("kind", "run", "hightag")}}
+    return jsonable({
+        "format": FORMAT, "version": VERSION, "committed": 0, "closed": False,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "software": f"shotwatch {__version__}",
+        "source": src, "config": config.model_dump(mode="json"), "detectors": detectors_attr(source), "marks": [],
+    })
+
+
+def detectors_attr(source: SourceInfo) -> dict[str, Any]:
+    """``detectors``: id -> ``{"shape", "dtype", "ev_per_adu"}``."""
+    return {d: info.model_dump(mode="json") for d, info in source.detectors.items()}
+
+
+def det_dtype(attrs: dict[str, Any], det: str) -> str | None:
+    """The recorded pixel dtype of ``det``, or None if the recording does not know it."""
+    info = attrs.get("detectors", {}).get(det)
+    return str(info["dtype"]) if isinstance(info, dict) and "dtype" in info else None
+
+
+def check_compatible(path: Path, attrs: dict[str, Any], config: Config, source: SourceInfo) -> None:
+    """RecordingError naming every dotted config key (ROIs aside) and detector that differ."""
+    old = {k: v for k, v in attrs.get("config", {}).items() if k != "roi"}
+    new = {k: v for k, v in jsonable(config.model_dump(mode="json")).items() if k != "roi"}
+    diff = _diff(old, new, "")
+    for det, info in detectors_attr(source).items():
+        had = attrs.get("detectors", {}).get(det)
+        if had is not None and (list(had["shape"]), had["dtype"]) != (list(info["shape"]), info["dtype"]):
+            diff.append(f"detector {det} ({had['dtype']}{list(had['shape'])} -> {info['dtype']}{list(info['shape'])})")
+    if diff:
+        raise RecordingError(f"{path}: expected the recording's configuration (ROIs aside) to append, "
+                             f"found differences in {', '.join(diff)}")
+
+
+def _diff(old: Any, new: Any, where: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in dict.fromkeys([*old, *new]):
+            out += _diff(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+        return out
+    return [] if old == new else [where or "(top level)"]

@@ -1,0 +1,243 @@
+"""The arrays of a recording: creating them (writer) and finding them (writer, reader, repair)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..schemas import RoiTable, RoiVersion, ShotBlock
+from ._format import SHOT_CHUNK, codecs_for, decode_name, encode_name, pixel_chunk, trim_array
+
+__all__ = ["FrameArrays", "Layout", "VersionArrays", "check_block", "committed_frames", "roi_table", "truncate"]
+
+# Array fill values: what a shot that was never written reads as.
+_FILL: dict[str, Any] = {"i": 0, "u": 0, "f": np.nan, "b": False}
+# Chunk files "c.<i>.0.0" side by side in the array's directory, not one directory per
+# chunk index: on ext4 each new directory cost more than the chunk file itself.
+_KEYS: dict[str, Any] = {"name": "default", "separator": "."}
+
+
+@dataclass
+class VersionArrays:
+    """One ROI version group; arrays are None until the first cutout (unknown dtype)."""
+
+    version: RoiVersion
+    pixels: zarr.Array | None = None
+    valid: zarr.Array | None = None
+
+
+@dataclass
+class FrameArrays:
+    """``frame/<det>``: pixels (frame, y, x) and the shot index of each frame."""
+
+    pixels: zarr.Array
+    shot: zarr.Array
+
+
+@dataclass
+class Layout:
+    """Every array of an open recording, keyed as the rest of shotwatch keys them."""
+
+    root: zarr.Group
+    tag: zarr.Array
+    time: zarr.Array
+    points: dict[str, zarr.Array] = field(default_factory=dict)
+    versions: dict[str, VersionArrays] = field(default_factory=dict)
+    frames: dict[str, FrameArrays] = field(default_factory=dict)
+
+    # --- finding ----------------------------------------------------------------------
+
+    @classmethod
+    def discover(cls, root: zarr.Group) -> Layout:
+        """Find the arrays of an existing recording (KeyError if ``tag``/``time`` are missing)."""
+        tag, time = root["tag"], root["time"]
+        assert isinstance(tag, zarr.Array) and isinstance(time, zarr.Array)
+        layout = cls(root, tag, time)
+        for enc, arr in _arrays(_child(root, "point")):
+            layout.points[str(arr.attrs.get("name", decode_name(enc)))] = arr
+        for _, per_name in _groups(_child(root, "roi")):
+            for vname, group in _groups(per_name):
+                v = _version_from_attrs(vname, dict(group.attrs))
+                if v is not None:
+                    layout.versions[v.key] = VersionArrays(v, _array(group, "pixels"), _array(group, "valid"))
+        for enc, group in _groups(_child(root, "frame")):
+            pix, shot = _array(group, "pixels"), _array(group, "shot")
+            if pix is not None and shot is not None:
+                layout.frames[str(group.attrs.get("name", decode_name(enc)))] = FrameArrays(pix, shot)
+        return layout
+
+    def shot_arrays(self) -> list[zarr.Array]:
+        """Every array whose first axis is the shot axis."""
+        out = [self.tag, self.time, *self.points.values()]
+        for va in self.versions.values():
+            out += [a for a in (va.pixels, va.valid) if a is not None]
+        return out
+
+    # --- creating ---------------------------------------------------------------------
+
+    @staticmethod
+    def create_skeleton(root: zarr.Group) -> None:
+        """``tag``, ``time`` and the empty ``point``/``roi``/``frame`` groups of a new recording."""
+        _new_array(root, "tag", np.dtype(np.int64), capacity=0, chunk=SHOT_CHUNK)
+        _new_array(root, "time", np.dtype(np.float64), capacity=0, chunk=SHOT_CHUNK)
+        for name in ("point", "roi", "frame"):
+            root.create_group(name)
+
+    def add_point(self, name: str, capacity: int) -> zarr.Array:
+        """A NaN-filled ``point/<key>`` array with attribute ``name``."""
+        arr = _new_array(_child(self.root, "point"), encode_name(name), np.dtype(np.float64),
+                         capacity=capacity, chunk=SHOT_CHUNK, attributes={"name": name})
+        self.points[name] = arr
+        return arr
+
+    def add_version(self, version: RoiVersion, *, dtype: str | None, capacity: int) -> VersionArrays:
+        """The ``roi/<name>/v<k>`` group; its arrays too when the pixel dtype is known."""
+        roi = _child(self.root, "roi")
+        per_name = roi[version.name] if version.name in roi else roi.create_group(version.name)
+        assert isinstance(per_name, zarr.Group)
+        per_name.create_group(f"v{version.version}", attributes=version.attrs())
+        va = VersionArrays(version)
+        self.versions[version.key] = va
+        if dtype is not None:
+            self.add_version_arrays(va, np.dtype(dtype), capacity)
+        return va
+
+    def add_version_arrays(self, va: VersionArrays, dtype: np.dtype[Any], capacity: int) -> None:
+        """``pixels`` (shot, y, x) and ``valid`` (shot,) of one version."""
+        v = va.version
+        group = self.root[f"roi/{v.name}/v{v.version}"]
+        assert isinstance(group, zarr.Group)
+        tail = (v.y[1] - v.y[0], v.x[1] - v.x[0])
+        va.pixels = _new_array(group, "pixels", dtype, capacity=capacity, tail=tail,
+                               chunk=pixel_chunk(tail, dtype))
+        va.valid = _new_array(group, "valid", np.dtype(np.bool_), capacity=capacity, chunk=SHOT_CHUNK)
+
+    def add_frames(self, det: str, *, shape: tuple[int, int], dtype: np.dtype[Any]) -> FrameArrays:
+        """``frame/<det>/pixels`` (frame, y, x), chunked like cutouts, and ``shot`` (fill -1)."""
+        group = _child(self.root, "frame").create_group(encode_name(det), attributes={"name": det})
+        pixels = group.create_array(
+            "pixels", shape=(0, *shape), dtype=dtype, chunks=(pixel_chunk(shape, dtype), *shape),
+            compressors=codecs_for(dtype),
+            fill_value=_FILL[dtype.kind], dimension_names=("frame", "y", "x"), chunk_key_encoding=_KEYS)
+        shot = group.create_array(
+            "shot", shape=(0,), dtype=np.int64, chunks=(SHOT_CHUNK,),
+            compressors=codecs_for(np.dtype(np.int64)), fill_value=-1, dimension_names=("frame",),
+            chunk_key_encoding=_KEYS)
+        self.frames[det] = FrameArrays(pixels, shot)
+        return self.frames[det]
+
+
+def truncate(root: zarr.Group, committed: int, *, layout: Layout | None = None) -> dict[str, int]:
+    """Trim every per-shot array to ``committed`` and frame arrays to the committed frames.
+
+    Also deletes ROI version groups that started after ``committed`` (a crashed tail).
+    Returns array path -> old length for what changed.
+    """
+    layout = layout or Layout.discover(root)
+    changed: dict[str, int] = {}
+    for key, va in list(layout.versions.items()):
+        if va.version.first_shot > committed:
+            del root[f"roi/{va.version.name}/v{va.version.version}"]
+            del layout.versions[key]
+            changed[f"roi/{va.version.name}/v{va.version.version}"] = -1
+    targets = [(a, committed) for a in layout.shot_arrays()]
+    for fa in layout.frames.values():
+        n = committed_frames(fa.shot, committed)
+        targets += [(fa.pixels, n), (fa.shot, n)]
+    for arr, n in targets:
+        old = trim_array(arr, n)
+        if old is not None:
+            changed[arr.path] = old
+    return changed
+
+
+def check_block(block: ShotBlock, layout: Layout, *, last_tag: int | None) -> None:
+    """ValueError unless ``block`` can be written after ``last_tag`` into ``layout``'s arrays."""
+    if last_tag is not None and int(block.tags[0]) <= last_tag:
+        raise ValueError(f"tags: expected > {last_tag}, found {int(block.tags[0])}")
+    for key, cut in block.cutouts.items():
+        va = layout.versions.get(key)
+        if va is None:
+            known = ", ".join(sorted(layout.versions)) or "none"
+            raise ValueError(f"cutouts[{key!r}]: expected a ROI version given to set_rois ({known})")
+        v = va.version
+        shape = (v.y[1] - v.y[0], v.x[1] - v.x[0])
+        if tuple(cut.pixels.shape[1:]) != shape:
+            raise ValueError(f"cutouts[{key!r}].pixels: expected [n, {shape[0]}, {shape[1]}], "
+                             f"found {list(cut.pixels.shape)}")
+        if va.pixels is not None and not np.can_cast(cut.pixels.dtype, va.pixels.dtype, casting="safe"):
+            raise ValueError(f"cutouts[{key!r}].pixels: expected {va.pixels.dtype} (the recorded dtype), "
+                             f"found {cut.pixels.dtype}")
+    for det, fr in block.frames.items():
+        fa = layout.frames.get(det)
+        if fa is not None and tuple(fr.pixels.shape[1:]) != tuple(fa.pixels.shape[1:]):
+            raise ValueError(f"frames[{det!r}]: expected [k, {', '.join(map(str, fa.pixels.shape[1:]))}], "
+                             f"found {list(fr.pixels.shape)}")
+
+
+def roi_table(versions: Iterable[RoiVersion], committed: int) -> RoiTable:
+    """The RoiTable of the versions that started by ``committed``.
+
+    A version ends where the next version of its name starts; a version that started after
+    ``committed`` belongs to a crashed, uncommitted tail and is left out.
+    """
+    kept = sorted((v for v in versions if v.first_shot <= committed), key=lambda v: (v.name, v.version))
+    out: list[RoiVersion] = []
+    for v, nxt in zip(kept, [*kept[1:], None], strict=True):
+        end = nxt.first_shot if nxt is not None and nxt.name == v.name else None
+        out.append(RoiVersion(v.name, v.version, v.detector, v.x, v.y, v.first_shot, v.first_tag, end))
+    return RoiTable.from_versions(out)
+
+
+def committed_frames(shot: zarr.Array, committed: int) -> int:
+    """How many leading frames belong to committed shots (their ``shot`` is in [0, committed))."""
+    s = np.asarray(shot[:])
+    ok = (s >= 0) & (s < committed)
+    return len(s) if bool(ok.all()) else int(np.argmin(ok))
+
+
+def _version_from_attrs(group_name: str, attrs: dict[str, Any]) -> RoiVersion | None:
+    if not (group_name.startswith("v") and group_name[1:].isdigit()):
+        return None
+    try:
+        return RoiVersion(str(attrs["name"]), int(group_name[1:]), str(attrs["detector"]),
+                          (int(attrs["x"][0]), int(attrs["x"][1])), (int(attrs["y"][0]), int(attrs["y"][1])),
+                          int(attrs["first_shot"]), int(attrs["first_tag"]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None  # not a version group written by us: ignore rather than refuse the recording
+
+
+def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: int, chunk: int,
+               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> zarr.Array:
+    return group.create_array(
+        name, shape=(capacity, *tail), dtype=dtype, chunks=(chunk, *tail), compressors=codecs_for(dtype),
+        fill_value=_FILL[dtype.kind], dimension_names=("shot", "y", "x")[: 1 + len(tail)],
+        attributes=attributes or {}, chunk_key_encoding=_KEYS)
+
+
+def _child(group: zarr.Group, name: str) -> zarr.Group:
+    if name not in group:
+        return group.create_group(name) if not group.store.read_only else zarr.create_group(
+            store=zarr.storage.MemoryStore(), zarr_format=3)
+    child = group[name]
+    assert isinstance(child, zarr.Group)
+    return child
+
+
+def _groups(group: zarr.Group) -> list[tuple[str, zarr.Group]]:
+    return [(n, g) for n, g in group.groups()]
+
+
+def _arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:
+    return [(n, a) for n, a in group.arrays()]
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array | None:
+    if name not in group:
+        return None
+    arr = group[name]
+    return arr if isinstance(arr, zarr.Array) else None
