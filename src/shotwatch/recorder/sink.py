@@ -54,8 +54,9 @@ class RecordingSink:
     def last_tag(self) -> int | None:
         """With --append: the last committed tag of the recording to continue."""
         reader = self._continuing()
-        tags = reader.tags() if reader is not None else ()
-        return int(tags[-1]) if len(tags) else None
+        if reader is None or not reader.committed:
+            return None
+        return int(reader.tags()[-1])
 
     def resume(self) -> tuple[RoiTable, int]:
         """The ROI history and committed shots to continue from (empty and 0 for a new one)."""
