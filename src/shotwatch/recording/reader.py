@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,20 @@ class RecordingReader:
             raise ValueError(f"size: expected >= 1, found {size}")
         frame_shots = {d: self._frame_shots(d) for d in self._layout.frames} if frames else {}
         caches: dict[tuple[str, str], _RowCache] = {}
-        with ThreadPoolExecutor(_WORKERS, thread_name_prefix="recording-read") as pool:
-            for a in range(self._start, self._stop, size):
-                yield self._block(pool, a, min(a + size, self._stop), frame_shots, caches)
+        ranges = [(a, min(a + size, self._stop)) for a in range(self._start, self._stop, size)]
+        # One block is read ahead on its own thread while the caller works on the current
+        # one: decompression releases the GIL, so reading overlaps the reduction.
+        with ThreadPoolExecutor(_WORKERS, thread_name_prefix="recording-read") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="recording-ahead") as ahead:
+            pending: deque[Future[ShotBlock]] = deque()
+            for a, b in ranges[:2]:
+                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
+            for a, b in ranges[2:]:
+                block = pending.popleft().result()
+                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
+                yield block
+            while pending:
+                yield pending.popleft().result()
 
     def frames(self, det: str) -> Frames:
         """Every committed frame of ``det`` in this view, ``shot`` indexing :meth:`tags`.
