@@ -34,6 +34,10 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
+# 30 minutes of the simulator at 60 Hz with a console attached (memory, drops, completeness).
+soak: install
+	$(BIN)/python benchmarks/soak.py --minutes $(or $(MINUTES),30)
+
 wheelhouse: install
 	$(BIN)/python tools/wheelhouse.py $(if $(PYVER),--python-version $(PYVER)) $(if $(PLATFORM),--platform $(PLATFORM))
 

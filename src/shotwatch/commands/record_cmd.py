@@ -31,7 +31,7 @@ def setup_logging(log_path: Path | None, *, to_stderr: bool) -> None:
         root.addHandler(fh)
     if to_stderr:
         sh = logging.StreamHandler(sys.stderr)
-        sh.setLevel(logging.WARNING)
+        sh.setLevel(logging.INFO)  # INTERFACE.md: notices always go to stderr and the log
         sh.setFormatter(logging.Formatter("shotwatch: %(message)s"))
         root.addHandler(sh)
 
@@ -48,6 +48,15 @@ class _Progress:
         size = s.bytes / 1e6
         sys.stderr.write(f"\r{s.shots}{of} shots  {s.rate_hz:7.1f} Hz  {size:8.1f} MB  {s.state}  ")
         sys.stderr.flush()
+
+
+class _LogBeside:
+    """Each new recording (a new run of the source) gets its own log beside it."""
+
+    def on_recording(self, path: Path) -> None:
+        from ..recorder.paths import log_path_for
+
+        setup_logging(log_path_for(path), to_stderr=True)
 
 
 def _serve(recorder: Any, args: argparse.Namespace) -> Any:
@@ -69,6 +78,7 @@ def _record(args: argparse.Namespace) -> int:
     recorder.open()
     assert recorder.sink is not None and recorder.sink.first_path is not None
     setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
+    recorder.listeners.append(_LogBeside())
     if sys.stderr.isatty():
         recorder.listeners.append(_Progress(args.shots))
 
@@ -91,10 +101,10 @@ def _record(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(recorder.summary(), indent=1, allow_nan=False) + "\n")
     status = recorder.status()
-    if status.state == "failed":
-        return 1
-    print(f"recorded {status.committed} shots to {status.recording}")
-    return 0
+    assert recorder.sink is not None
+    for path, shots in recorder.sink.finished:
+        print(f"recorded {shots} shots to {path}")
+    return 1 if status.state == "failed" else 0
 
 
 def _positive_int(text: str) -> int:

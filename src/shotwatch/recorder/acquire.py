@@ -115,6 +115,7 @@ class Recorder:
         self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
         self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         path = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
+        self._emit("on_recording", path)
         log.info("recording to %s", path)
         self._announce_rois()
 
@@ -189,12 +190,15 @@ class Recorder:
         if version is None:
             return Reply(True, data={"changed": False})
         self._rois_changed()
+        self._notice(f"ROI {roi.name} v{version.version} on {roi.detector}: x [{roi.x[0]}, {roi.x[1]}) "
+                     f"y [{roi.y[0]}, {roi.y[1]}) from tag {version.first_tag}", level="info")
         return Reply(True, data={"changed": True, "version": version.version, "first_shot": version.first_shot})
 
     def _do_delete_roi(self, name: str) -> Reply:
         if self.rois.delete(name, shot=self._shot) is None:
             return Reply(False, f"ROI {name!r}: expected one of {sorted(self.rois.active_rois())}, found no such active ROI")
         self._rois_changed()
+        self._notice(f"ROI {name} deleted from tag {self._tag_now() + 1}", level="info")
         return Reply(True)
 
     def _rois_changed(self) -> None:
@@ -241,6 +245,8 @@ class Recorder:
                 if shots is not None and self.health.shots >= shots:
                     break
                 block = self._source.read(timeout=READ_TIMEOUT) if self._source else None
+                if block is None and self._source is not None and self._source.status().state == "ended":
+                    break  # a replay source at its end: nothing more will come
                 if block is not None and len(block):
                     if shots is not None:
                         block = block.slice(0, shots - self.health.shots)

@@ -32,6 +32,7 @@ class RecordingSink:
         self._runs = 0
         self.first_path: Path | None = None
         self._closed_committed = 0  # what the last closed writer had committed
+        self.finished: list[tuple[Path, int]] = []  # every recording closed so far, with its shots
         self._closed_bytes = 0
 
     def check_target(self, *, run: int | None) -> Path:
@@ -86,6 +87,7 @@ class RecordingSink:
         writer, self.writer = self.writer, None
         if writer is not None:
             self._closed_committed = writer.committed
+            self.finished.append((writer.path, writer.committed))
             try:
                 writer.close()
             except Exception:
@@ -122,6 +124,7 @@ class RecordingSink:
         if writer is not None:
             writer.close()
             self._closed_committed, self._closed_bytes = writer.committed, writer.bytes()
+            self.finished.append((writer.path, writer.committed))
             self.state = final_state
 
     @property
