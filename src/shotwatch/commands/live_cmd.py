@@ -1,0 +1,140 @@
+"""``shotwatch run | console | replay``: the console on a recorder of its own, a running one, or a recording."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..schemas import UsageError, load_config
+
+__all__ = ["register"]
+
+log = logging.getLogger("shotwatch.recorder")
+
+
+def _hz(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in Hz, found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a rate > 0 Hz, found {text}")
+    return value
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (1 = recorded pace), found {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a speed > 0 (--max for as fast as possible), found {text}")
+    return value
+
+
+def _run_app(feed: Any, args: argparse.Namespace, *, label: str | None = None) -> int:
+    """The console on ``feed`` until ``q``; the feed is closed after the feed thread ended."""
+    from ..console import make_app
+
+    app = make_app(feed, refresh_hz=args.refresh, low_bandwidth=args.low_bandwidth, source_label=label)
+    try:
+        code = app.run()
+    finally:
+        app.loop.stop()
+        feed.close()
+    return int(code or 0)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..recorder.acquire import Recorder
+    from ..recorder.client import NetFeed
+    from ..recorder.paths import log_path_for
+    from ..recorder.service import Service
+    from .record_cmd import setup_logging
+
+    config = load_config(args.config)
+    recorder = Recorder(config, out=args.out)
+    setup_logging(None, to_stderr=False)  # the console owns the terminal: the log only
+    recorder.open()  # configuration errors surface here, before the screen is taken
+    if recorder.sink is not None and recorder.sink.first_path is not None:
+        setup_logging(log_path_for(recorder.sink.first_path), to_stderr=False)
+    thread = threading.Thread(target=_acquire, args=(recorder,), name="shotwatch-acquire", daemon=True)
+    with Service(recorder, publish="auto", control="auto") as service:
+        thread.start()
+        feed = NetFeed(service.addresses["control"], token=service.token)
+        try:
+            code = _run_app(feed, args)
+        finally:
+            recorder.stop()
+            thread.join(30.0)  # the recorder commits and closes its recording
+    return code
+
+
+def _acquire(recorder: Any) -> None:
+    """The recorder's thread under ``run``: failures go to its log; the console sees it gone."""
+    try:
+        recorder.run()
+    except Exception:
+        log.exception("recorder stopped by an error")
+        try:
+            recorder.close()
+        except Exception:
+            log.exception("closing the recorder failed")
+
+
+def _console(args: argparse.Namespace) -> int:
+    from ..recorder.client import NetFeed
+
+    feed = NetFeed(args.connect, read_only=args.read_only)
+    if args.connect is None and feed.hello(timeout=2.0) is None:
+        feed.close()
+        raise UsageError("console: expected a running recorder (a live run file), found none; "
+                         "start one with `shotwatch record` or `shotwatch run`, or pass --connect ADDR")
+    return _run_app(feed, args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ..console import ReplayFeed
+    from ..recording import RecordingReader
+    from ..recording.analysis_config import analysis_config
+
+    reader = RecordingReader(args.recording)
+    override = load_config(args.config) if args.config else None
+    config = analysis_config(reader.config, override, points=reader.points, where=str(args.recording),
+                             origin=args.config)
+    speed = 0.0 if args.max else args.speed
+    feed = ReplayFeed(reader, speed=speed, config=config, label=f"replay {Path(args.recording).name}")
+    return _run_app(feed, args, label=f"replay {Path(args.recording).name}")
+
+
+def _display_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh", type=_hz, metavar="HZ",
+                   help="screen updates per second (default 1; 0.5 with --low-bandwidth)")
+    p.add_argument("--low-bandwidth", action="store_true",
+                   help="16 colours, numbers and sparklines only (no plots or thumbnail): for slow links")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="start a recorder and a console attached to it (q stops both)")
+    run.add_argument("-c", "--config", help="configuration file (default: the built-in demo)")
+    run.add_argument("-o", "--out", help="recording path or template with {run} and {time}")
+    _display_flags(run)
+    run.set_defaults(func=_run)
+
+    con = sub.add_parser("console", help="attach a console to a running recorder")
+    con.add_argument("--connect", metavar="ADDR", help="the recorder's control address (default: its run file)")
+    con.add_argument("--read-only", action="store_true", help="watch only: never change ROIs, grab or mark")
+    _display_flags(con)
+    con.set_defaults(func=_console)
+
+    rep = sub.add_parser("replay", help="a console over a recording")
+    rep.add_argument("recording", metavar="REC", help="the recording (.zarr)")
+    rep.add_argument("-c", "--config", help="analysis sections to use instead of the recording's")
+    pace = rep.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=_speed, default=1.0, metavar="X", help="1 = recorded pace (default)")
+    pace.add_argument("--max", action="store_true", help="as fast as possible")
+    _display_flags(rep)
+    rep.set_defaults(func=_replay)

@@ -1,0 +1,173 @@
+"""The feed thread: every call on the feed, and all reduction, happens here, off the UI thread.
+
+One thread owns the feed (so a feed need not be thread-safe) and the :class:`LiveModel`. The UI
+hands it work through :meth:`FeedLoop.call` (a queue of callables) and hears back only through
+``post`` (Textual's thread-safe ``post_message``): snapshots, notices and request replies.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from ..recorder.messages import Feed, Hello, NoticeMsg, Reply
+from .model import LiveModel, Snapshot
+
+__all__ = ["FeedLoop", "FeedNotice", "Greeted", "RequestDone", "SnapshotReady"]
+
+_POLL_S = 0.1
+"""Longest wait in one feed.poll: bounds how late the thread sees a stop or a UI command."""
+
+
+@dataclass
+class SnapshotReady(Message):
+    """A new picture of the model (posted at most at the paint rate)."""
+
+    snapshot: Snapshot
+    connected: bool
+    skipped: int
+
+
+@dataclass
+class Greeted(Message):
+    """The recorder answered hello: configuration, detectors, ROIs."""
+
+    hello: Hello
+
+
+@dataclass
+class FeedNotice(Message):
+    """A notice for the operator (from the recorder, or the feed thread's own trouble)."""
+
+    time: float
+    level: str
+    text: str
+
+
+@dataclass
+class RequestDone(Message):
+    """A control request came back (``reply.ok`` false: refused or failed)."""
+
+    op: str
+    reply: Reply
+    args: dict[str, Any]
+
+
+class FeedLoop:
+    """Drives a feed on a daemon thread.
+
+    Args:
+        feed: what to read from.
+        post: thread-safe delivery to the UI (``App.post_message``).
+        snapshot_every: least interval between snapshots, seconds (the paint period).
+        window: shots the model keeps for sparklines and plots.
+    """
+
+    def __init__(self, feed: Feed, *, post: Callable[[Message], object], snapshot_every: float,
+                 window: int = 2000) -> None:
+        self.feed = feed
+        self._post = post
+        self._every = snapshot_every
+        self._window = window
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shotwatch-feed", daemon=True)
+        self.model: LiveModel | None = None
+        self._hello: Hello | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 3.0) -> None:
+        """Ask the thread to finish and wait for it (so the caller may close the feed)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the feed thread, between two polls."""
+        self._inbox.put(fn)
+
+    def reset(self) -> None:
+        """Restart the console's averages (``r``, a seek)."""
+        self.call(lambda: self.model.reset() if self.model else None)
+
+    def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> None:
+        """Send a control request from the feed thread; the reply comes back as RequestDone."""
+        def send() -> None:
+            try:
+                reply = self.feed.request(op, timeout=timeout, **args)
+            except Exception as exc:  # a feed must not raise, but a notice beats a dead thread
+                reply = Reply(ok=False, error=f"{type(exc).__name__}: {exc}")
+            self._post(RequestDone(op, reply, args))
+        self.call(send)
+
+    def _run(self) -> None:
+        last_post, last_key = 0.0, None
+        while not self._stop.is_set():
+            try:
+                self._drain_inbox()
+                if self.model is None and not self._greet():
+                    continue
+                self._poll()
+                key = (self.model.version if self.model else -1, self.feed.connected, self.feed.skipped)
+                now = time.monotonic()
+                if self.model is not None and key != last_key and now - last_post >= self._every:
+                    self._post(SnapshotReady(self.model.snapshot(), key[1], key[2]))
+                    last_post, last_key = now, key
+            except Exception as exc:  # shown as a notice; the loop keeps going
+                self._post(FeedNotice(time.time(), "error", f"console feed: {type(exc).__name__}: {exc}"))
+                self._stop.wait(0.5)
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                fn = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
+    def _greet(self) -> bool:
+        hello = self.feed.hello(timeout=0.5)
+        if hello is None:
+            self._stop.wait(0.2)
+            return False
+        self._adopt(hello)
+        return True
+
+    def _adopt(self, hello: Hello) -> None:
+        self.model = LiveModel(hello, window=self._window)
+        self._hello = hello
+        self._post(Greeted(hello))
+
+    def _check_new_recorder(self) -> None:
+        """A recorder restarted with another configuration: its numbers need a new model."""
+        hello = getattr(self.feed, "last_hello", None)
+        if hello is None or hello is self._hello:
+            return
+        old = self._hello
+        self._hello = hello
+        if old is not None and (hello.config, hello.source.detectors) == (old.config, old.source.detectors):
+            return  # same analysis: the averages simply continue
+        self._adopt(hello)
+        self._post(FeedNotice(time.time(), "warning", "the recorder's configuration changed: averages restarted"))
+
+    def _poll(self) -> None:
+        assert self.model is not None
+        msgs = self.feed.poll(timeout=_POLL_S)
+        self._check_new_recorder()
+        for msg in msgs:
+            if isinstance(msg, NoticeMsg):
+                self._post(FeedNotice(msg.time, msg.level, msg.text))
+            else:
+                self.model.apply(msg)

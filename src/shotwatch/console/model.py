@@ -1,0 +1,227 @@
+"""The console's own reduction of what its feed delivers: pure Python + numpy, no Textual.
+
+:class:`LiveModel` lives on the feed thread: it applies messages (blocks into the same
+reducers ``reduce`` uses, status, ROI broadcasts, images) and hands the UI immutable
+:class:`Snapshot` values, so nothing mutable is shared between threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..recorder.messages import BlockMsg, Hello, ImageMsg, Message, RoisMsg, Status, StatusMsg
+from ..reducers import (
+    Analysis,
+    Correlation,
+    Histogram,
+    RollingWindow,
+    SummaryReducer,
+    Trend,
+    display_keys,
+    shot_table,
+)
+from ..reducers.hist import HistSeries
+from ..reducers.live import Tagged
+from ..schemas import Config, RoiVersion, ShotBlock
+
+__all__ = ["LiveModel", "Series", "Snapshot"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One ROI's (or I0's) recent data for the widgets, already resolved to its active key.
+
+    Attributes:
+        values: per shot over the window (NaN = missing), aligned with Snapshot.tags.
+        corr_i0, corr_value, corr_accepted: recent shots with finite I0 and value.
+        hist_edges, hist_counts: histogram of accepted values since reset (edges fixed).
+        trend_tags, trend_mean: per-block mean of value/I0 (or value without [i0]).
+    """
+
+    values: F64
+    corr_i0: F64 = field(default_factory=lambda: np.empty(0))
+    corr_value: F64 = field(default_factory=lambda: np.empty(0))
+    corr_accepted: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, bool))
+    hist_edges: F64 = field(default_factory=lambda: np.empty(0))
+    hist_counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    trend_tags: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    trend_mean: F64 = field(default_factory=lambda: np.empty(0))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the widgets draw, as of one moment. Never mutated after creation.
+
+    Attributes:
+        version: increases with every change, so the UI can skip unchanged snapshots.
+        status: newest recorder heartbeat.
+        rois: active ROI versions, in table order.
+        shapes: array detector -> (H, W).
+        summary: the SummaryReducer result (INTERFACE.md ``reduce --json`` layout) since reset.
+        result_keys: ROI name -> the key its active version has in ``summary``.
+        tags, i0, accepted: the last shots (RollingWindow), oldest first.
+        series: ROI name -> its :class:`Series` (only the active version's shots).
+        trend_quantity: "ratio" (value / I0) or "value" (without [i0]).
+        tag_ranges: received tag ranges since reset, ``(A, B)`` with B exclusive.
+        images: detector -> newest mean image message (running or grab).
+        config: the analysis configuration in force.
+        i0_mean: mean I0 over the accepted shots since reset (None before the first).
+    """
+
+    version: int = 0
+    status: Status | None = None
+    rois: tuple[RoiVersion, ...] = ()
+    shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    result_keys: Mapping[str, str] = field(default_factory=dict)
+    tags: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    i0: F64 = field(default_factory=lambda: np.empty(0))
+    accepted: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, bool))
+    series: Mapping[str, Series] = field(default_factory=dict)
+    trend_quantity: str = "ratio"
+    tag_ranges: tuple[tuple[int, int], ...] = ()
+    images: Mapping[str, ImageMsg] = field(default_factory=dict)
+    config: Config | None = None
+    i0_mean: float | None = None
+
+
+class LiveModel:
+    """Reduces a feed's messages for display; ``snapshot()`` is the only thing the UI sees.
+
+    The reducers are the ones ``reduce`` uses, so the numbers equal ``reduce --tags`` over
+    :attr:`Snapshot.tag_ranges`. They are keyed by ROI version (``name/vK``): a changed
+    rectangle is a new key and starts from nothing, while the other ROIs keep their averages.
+
+    Args:
+        hello: the recorder's hello (configuration, detectors, ROI versions so far).
+        window: shots kept for sparklines and the correlation plot.
+    """
+
+    def __init__(self, hello: Hello, *, window: int = 2000) -> None:
+        self.config = hello.config
+        self.shapes = {d: info.shape for d, info in hello.source.detectors.items()}
+        ev = {d: info.ev_per_adu for d, info in hello.source.detectors.items()}
+        self.analysis = Analysis.from_config(hello.config, ev_per_adu=ev)
+        self.summary = SummaryReducer(self.analysis)
+        self.window = RollingWindow(self.analysis, size=window)
+        self.corr = Correlation(self.analysis, size=window)
+        self.hist = Histogram(self.analysis, bins=40)
+        self.trend = Trend(self.analysis, size=500)
+        self.rois = {v.name: v for v in map(_version, hello.rois) if v.end_shot is None}
+        self.status: Status | None = None
+        self.images: dict[str, ImageMsg] = {}
+        self.version = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start every average and the received-tag record afresh (the ``r`` key, a seek)."""
+        self.states: dict[str, Any] = {
+            "summary": self.summary.init(), "window": self.window.init(), "corr": self.corr.init(),
+            "hist": self.hist.init(), "trend": self.trend.init(),
+        }
+        self.ranges: list[list[int]] = []
+        self._last_seq: int | None = None
+        self.i0_sum, self.i0_count = 0.0, 0
+        self.version += 1
+
+    def apply(self, msg: Message) -> None:
+        """Take one message into account (NoticeMsg is the caller's business)."""
+        if isinstance(msg, BlockMsg):
+            if not len(msg.block):
+                return
+            self._block(msg)
+        elif isinstance(msg, StatusMsg):
+            self.status = msg.status
+        elif isinstance(msg, RoisMsg):
+            self.rois = {v.name: v for v in msg.versions if v.end_shot is None}
+        elif isinstance(msg, ImageMsg):
+            self.images[msg.detector] = msg
+        else:
+            return
+        self.version += 1
+
+    def _block(self, msg: BlockMsg) -> None:
+        block = msg.block
+        table = shot_table(block, self.analysis)  # the ROI sums, once for every reducer
+        st = self.states
+        for name, reducer in (("summary", self.summary), ("window", self.window), ("corr", self.corr),
+                              ("hist", self.hist), ("trend", self.trend)):
+            st[name] = reducer.update(st[name], block, table=table)  # type: ignore[attr-defined]
+        i0 = np.asarray(table.i0, np.float64)[np.asarray(table.accepted, bool)]
+        i0 = i0[np.isfinite(i0)]
+        self.i0_sum, self.i0_count = self.i0_sum + float(i0.sum()), self.i0_count + int(i0.size)
+        self._record_tags(msg.seq, block)
+
+    def _record_tags(self, seq: int, block: ShotBlock) -> None:
+        first, last = int(block.tags[0]), int(block.tags[-1])
+        # A range continues only across consecutive sequence numbers: a skipped block means
+        # shots this console never reduced, so `reduce --tags` must not include them.
+        if self.ranges and self._last_seq is not None and seq == self._last_seq + 1:
+            self.ranges[-1][1] = last + 1
+        else:
+            self.ranges.append([first, last + 1])
+        self._last_seq = seq
+
+    def result_key(self, name: str) -> str | None:
+        """The key under which the active version of ``name`` appears in the summary.
+
+        INTERFACE.md names a ROI by its bare name when exactly one of its versions has valid
+        shots among those reduced, else ``name/vK``.
+        """
+        active = self.rois.get(name)
+        if active is None:
+            return None
+        valid = self.states["summary"].valid
+        return display_keys(k for k, c in valid.items() if c).get(active.key, active.key)
+
+    def _series(self, key: str, n: int) -> Series:
+        # The reducers' states are keyed by version; reading them by key (not through their
+        # display names) keeps an older rectangle's shots out of the current one's plots.
+        window: Tagged = self.states["window"]
+        values = window.columns.get(f"value:{key}")
+        corr: Tagged | None = self.states["corr"].get(key)
+        hist: HistSeries | None = self.states["hist"].get(key)
+        trend: Tagged = self.states["trend"]
+        mean = trend.columns.get(f"mean:{key}")
+        return Series(
+            values=np.full(n, np.nan) if values is None else np.asarray(values, np.float64),
+            corr_i0=corr.columns["i0"] if corr else np.empty(0),
+            corr_value=corr.columns["value"] if corr else np.empty(0),
+            corr_accepted=corr.columns["accepted"].astype(bool) if corr else np.empty(0, bool),
+            hist_edges=hist.edges if hist else np.empty(0),
+            hist_counts=hist.counts if hist else np.empty(0, np.int64),
+            trend_tags=trend.tags if mean is not None else np.empty(0, np.int64),
+            trend_mean=mean if mean is not None else np.empty(0),
+        )
+
+    def snapshot(self) -> Snapshot:
+        """An immutable picture of everything for the UI thread (reducer states never change)."""
+        window: Tagged = self.states["window"]
+        n = len(window)
+        rois = tuple(self.rois.values())
+        return Snapshot(
+            version=self.version, status=self.status, rois=rois, shapes=dict(self.shapes),
+            summary=self.summary.result(self.states["summary"]),
+            result_keys={v.name: k for v in rois if (k := self.result_key(v.name)) is not None},
+            tags=window.tags,
+            i0=np.asarray(window.columns.get("i0", np.full(n, np.nan)), np.float64),
+            accepted=np.asarray(window.columns.get("accepted", np.zeros(n, bool)), bool),
+            series={v.name: self._series(v.key, n) for v in rois},
+            trend_quantity="ratio" if self.analysis.i0 is not None else "value",
+            tag_ranges=tuple((a, b) for a, b in self.ranges), images=dict(self.images),
+            config=self.config, i0_mean=self.i0_sum / self.i0_count if self.i0_count else None,
+        )
+
+
+def _version(fields: Mapping[str, Any]) -> RoiVersion:
+    """A RoiVersion from hello's dicts (lists from JSON become the tuples RoiVersion holds)."""
+    d = dict(fields)
+    d["x"], d["y"] = tuple(d["x"]), tuple(d["y"])
+    return RoiVersion(**d)
