@@ -95,7 +95,7 @@ async def test_edit_form_prefilled_typed_and_applied() -> None:
         await pilot.press("e")
         form = app.screen.query_one(RoiForm)
         x0 = app.screen.query_one("#f-x0", Input)
-        assert form.is_open and not x0.disabled and app.focused is x0
+        assert form.is_open and not x0.disabled and form.active_field == "x0" and app.focused is None
         assert [app.screen.query_one(f"#f-{f}", Input).value for f in ("x0", "x1", "y0", "y1")] == ["0", "8", "0", "8"]
         assert app.screen.query_one("#f-name", Input).disabled  # edit keeps the name
         await pilot.press("2", "tab", "9", "tab", "tab", "7")  # typing replaces the selection
@@ -286,7 +286,7 @@ async def test_mark_grab_and_thumbnail() -> None:
 
 @aio
 async def test_tab_in_the_form_does_not_repaint_the_screen() -> None:
-    """Textual repaints the whole screen on a focus change unless the screen opts out."""
+    """Moving between fields repaints only the fields (Textual repaints all on a focus change)."""
     app, _ = fed()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
@@ -303,5 +303,22 @@ async def test_tab_in_the_form_does_not_repaint_the_screen() -> None:
         await pilot.press("tab", "tab", "shift+tab")
         await pilot.pause()
         assert not [c for c in calls if c.get("repaint")]
-        assert app.focused is app.screen.query_one("#f-x1", Input)  # x0 → x1 → y0 → back to x1
+        assert app.screen.query_one(RoiForm).active_field == "x1"  # x0 → x1 → y0 → back to x1
         await pilot.press("escape")
+
+
+@aio
+async def test_keys_typed_ahead_land_in_the_right_fields() -> None:
+    """Over a slow link a whole burst of keys arrives at once: each must reach its field."""
+    from textual import events
+
+    app, feed = fed()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        burst = [("e", "e"), ("3", "3"), ("tab", None), ("1", "1"), ("2", "2"), ("tab", None),
+                 ("tab", None), ("5", "5"), ("enter", "\r")]
+        for key, char in burst:  # posted in one go, as a terminal driver does with a burst
+            app.post_message(events.Key(key, char))
+        await settle(pilot, app, until=lambda a: bool(roi_requests(feed)))
+        roi = sent_roi(feed)
+        assert (roi.x, roi.y) == ((3, 12), (0, 5))

@@ -339,8 +339,22 @@ class LiveScreen(Screen[None]):
         self.tick()
 
     def on_key(self, event: Key) -> None:
-        """While a delete waits for confirmation, the next key answers it and nothing else."""
+        """Keys for the form (all of them, in order while open) and the delete confirmation."""
+        form = self.query_one(RoiForm)
+        if self.confirm_delete is None and form.is_open:
+            form.key(event.key, event.character)
+            event.stop()  # an open form owns the keyboard until Enter or Esc
+            event.prevent_default()
+            return
         if self.confirm_delete is None:
+            # Keys that open the form act here, not as bindings: bindings run when the key
+            # has bubbled to the app, after the screen has already passed on the keys typed
+            # right behind it (a burst over a slow link), which must reach the form.
+            opener = {"e": self.action_edit, "n": self.action_new, "m": self.open_mark_form}.get(event.key)
+            if opener is not None:
+                event.stop()
+                event.prevent_default()
+                opener()
             return
         event.stop()
         event.prevent_default()

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Label, Static
@@ -66,15 +64,11 @@ class RoiForm(Horizontal):
     """A one-line form (name, detector, x0, x1, y0, y1) that is always there, disabled.
 
     Enabling an existing row of compact Inputs costs a fraction of pushing a ModalScreen
-    or mounting new widgets (STYLE.md), and a disabled Input neither takes focus nor
-    swallows the screen's keys. While open, keys go to the form until Enter or Esc.
+    or mounting new widgets (STYLE.md). The fields never take focus: while the form is
+    open the screen hands it every key in arrival order (:meth:`key`). Textual picks a
+    key's target when the app dequeues it, so with focusable fields a burst typed ahead
+    over a slow link would be split between the screen and the fields and reordered.
     """
-
-    BINDINGS = [
-        Binding("escape", "cancel", "cancel", show=False),
-        Binding("tab", "move(1)", "next field", show=False, priority=False),
-        Binding("shift+tab", "move(-1)", "previous field", show=False),
-    ]
 
     @dataclass
     class Submitted(Message):
@@ -92,59 +86,96 @@ class RoiForm(Horizontal):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.mode: FormMode | None = None
+        self._editable: tuple[str, ...] = ()
+        self._active = 0
+        self._fresh = True  # the active field is "selected": the first key typed replaces it
 
     def compose(self) -> ComposeResult:
         yield Label("ROI", id="form-label")
         for name in _FIELDS:
             placeholder = {"name": "name", "detector": "detector"}.get(name, name)
-            yield Input(placeholder=placeholder, id=f"f-{name}", compact=True, disabled=True,
-                        classes=f"field {name}", select_on_focus=True)
+            field = Input(placeholder=placeholder, id=f"f-{name}", compact=True, disabled=True,
+                          classes=f"field {name}")
+            field.can_focus = False
+            yield field
 
     @property
     def is_open(self) -> bool:
         return self.mode is not None
 
+    @property
+    def active_field(self) -> str | None:
+        """The field typing goes to (None when closed)."""
+        return self._editable[self._active] if self.mode is not None else None
+
+    def _field(self, name: str) -> Input:
+        return self.query_one(f"#f-{name}", Input)
+
     def open(self, mode: FormMode, values: dict[str, str], *, label: str) -> None:
-        """Fill and enable the fields ``mode`` needs, select the first, and take the keys."""
+        """Fill and enable the fields ``mode`` needs and make the first one active."""
         self.mode = mode
-        editable = {"edit": _FIELDS[2:], "new": _FIELDS, "mark": ("name",)}[mode]
+        self._editable = {"edit": _FIELDS[2:], "new": _FIELDS, "mark": ("name",)}[mode]
         self.query_one("#form-label", Label).update(label)
         for name in _FIELDS:
-            field = self.query_one(f"#f-{name}", Input)
+            field = self._field(name)
             field.value = values.get(name, "")
-            field.disabled = name not in editable
-        self.query_one(f"#f-{editable[0]}", Input).focus()
+            field.disabled = name not in self._editable
+        self._activate(0)
 
     def close(self, label: str = "ROI") -> None:
         """Disable every field and give the keys back to the screen."""
         self.mode = None
         for field in self.query(Input):
             field.disabled = True
+            field.remove_class("-active")
         self.query_one("#form-label", Label).update(label)
-        self.screen.set_focus(None)
 
     def prompt(self, text: str) -> None:
         """Show a one-line question in the label (the delete confirmation)."""
         self.query_one("#form-label", Label).update(text)
 
     def values(self) -> dict[str, str]:
-        return {name: self.query_one(f"#f-{name}", Input).value.strip() for name in _FIELDS}
+        return {name: self._field(name).value.strip() for name in _FIELDS}
+
+    def _activate(self, index: int) -> None:
+        if self.active_field is not None:
+            self._field(self.active_field).remove_class("-active")
+        self._active = index % len(self._editable)
+        self._fresh = True
+        self._field(self._editable[self._active]).add_class("-active")
 
     def action_move(self, step: int) -> None:
-        """Tab / shift+Tab: cycle through the enabled fields only."""
-        fields = [f for f in self.query(Input) if not f.disabled]
-        if not fields:
-            return
-        focused = self.screen.focused
-        index = fields.index(focused) if focused in fields else -1
-        fields[(index + step) % len(fields)].focus()
+        """Tab / shift+Tab: cycle through the editable fields."""
+        if self.mode is not None:
+            self._activate(self._active + step)
 
     def action_cancel(self) -> None:
         if self.mode is not None:
             self.post_message(self.Cancelled(self.mode))
 
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        event.stop()
+    def submit(self) -> None:
+        """Enter, from any field: hand the values to the screen."""
         if self.mode is not None:
             self.post_message(self.Submitted(self.mode, self.values()))
+
+    def key(self, key: str, character: str | None) -> bool:
+        """One key while open; returns False for keys the form does not use."""
+        name = self.active_field
+        if name is None:
+            return False
+        field = self._field(name)
+        if key in ("tab", "shift+tab"):
+            self.action_move(1 if key == "tab" else -1)
+        elif key == "escape":
+            self.action_cancel()
+        elif key == "enter":
+            self.submit()
+        elif key == "backspace":
+            field.value = "" if self._fresh else field.value[:-1]
+            self._fresh = False
+        elif character is not None and len(character) == 1 and character.isprintable():
+            field.value = character if self._fresh else field.value + character
+            self._fresh = False
+        else:
+            return False
+        return True
