@@ -261,7 +261,7 @@ def recs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # --- configuration files (config check) -----------------------------------------------------
 
 ROI = '[[roi]]\nname = "a"\ndetector = "MPCCD-1N0-M06-004"\nx = [0, 10]\ny = [0, 10]\n'
-UNKNOWN_KEY = "unknown key (not in the schema"
+UNKNOWN_KEY = "found unknown key"
 GARBLED_EDGES = (
     "the dotted key carries pydantic's internal branch name "
     "'scan.edges.function-after[_order(), EdgesRange]' (schemas/loading.py _where)"
@@ -348,14 +348,12 @@ CONFIGS: list[Any] = [
         '[scan]\nname = "a"\nedges = {start = 0, stop = 1, count = 0}\n',
         ["scan.edges.count", "found 0"],
         True,
-        marks=xfail(GARBLED_EDGES),
     ),
     pytest.param(
         "scan-count-negative",
         '[scan]\nname = "a"\nedges = {start = 0, stop = 1, count = -3}\n',
         ["scan.edges.count"],
         True,
-        marks=xfail(GARBLED_EDGES),
     ),
     (
         "pp-residue-eq-cycle",
@@ -422,124 +420,91 @@ CONFIGS: list[Any] = [
         b'[i0]\nname = "caf\xe9"\nmin = 1\n',
         ["UTF-8"],
         True,
-        marks=xfail(
-            "UnicodeDecodeError traceback, exit 1: schemas/loading.py load_config catches OSError only; "
-            "catch UnicodeDecodeError -> ConfigError('<file>: expected UTF-8 text, found byte 0xe9 at offset 16')"
-        ),
     ),
     pytest.param(
         "utf16",
         '[i0]\nname = "a"\nmin = 1\n'.encode("utf-16"),
         ["UTF-8"],
         True,
-        marks=xfail("UnicodeDecodeError traceback (same fix as non-utf8)"),
     ),
     pytest.param(
         "binary",
         bytes(range(256)),
         ["UTF-8"],
         True,
-        marks=xfail("UnicodeDecodeError traceback (same fix as non-utf8)"),
     ),
     pytest.param(
         "unknown-top",
         'colour = "red"\n',
         ["colour"],
         True,
-        marks=xfail(
-            "unknown-key errors break the '<expected>, found <what>' phrasing and do not list the allowed "
-            'keys: say e.g. "colour: expected one of source, calibration, i0, veto, roi, scan, pump_probe, '
-            "record, found unknown key 'colour'\" (schemas/loading.py _describe, extra_forbidden)"
-        ),
     ),
     pytest.param(
         "veto-dup",
         '[[veto]]\nname = "a"\n[[veto]]\nname = "a"\n',
         [": veto: expected unique names", "'a'"],
         True,
-        marks=xfail(
-            "where is '(top level)' and the line dumps the whole config as 'found {...}': "
-            "raise the duplicate check from a field_validator on Config.veto/Config.roi "
-            "(schemas/config.py _unique), or special-case it in loading._describe"
-        ),
     ),
     pytest.param(
         "roi-dup",
         ROI + ROI,
         [": roi: expected unique names", "'a'"],
         True,
-        marks=xfail("same as veto-dup: '(top level)' and the whole config dumped"),
     ),
     pytest.param(
         "scan-edges-string",
         '[scan]\nname = "a"\nedges = "0:1"\n',
         ["scan.edges:", "'0:1'"],
         True,
-        marks=xfail(GARBLED_EDGES),
     ),
     pytest.param(
         "scan-stop-lt-start",
         '[scan]\nname = "a"\nedges = {start = 1, stop = 0, count = 2}\n',
         ["scan.edges:", "stop > start"],
         True,
-        marks=xfail(GARBLED_EDGES),
     ),
     pytest.param(
         "unknown-edges-key",
         '[scan]\nname = "a"\nedges = {start = 0, stop = 1, count = 2, step = 1}\n',
         ["scan.edges.step"],
         False,
-        marks=xfail(GARBLED_EDGES),
     ),
     pytest.param(
         "missing-pp-mode",
         "[pump_probe]\ncycle = 4\non = [0]\n",
         ["pump_probe.mode", "found none"],
         True,
-        marks=xfail(
-            "reads 'pump_probe: expected unable to extract tag using discriminator "
-            "'mode', found {...}': map union_tag_not_found in loading._describe"
-        ),
     ),
     pytest.param(
         "pp-cycle-numeric-string",
         '[pump_probe]\nmode = "tag-modulo"\ncycle = "4"\non = [0]\n',
         ["pump_probe.cycle", "'4'"],
         True,
-        marks=xfail(
-            "a TOML string '4' is silently accepted for an integer (pydantic lax mode; same for "
-            'rate = "60"): use strict number types (StrictInt/StrictFloat or Field(strict=True)) '
-            "in schemas/config.py"
-        ),
     ),
-    pytest.param("i0-min-inf", '[i0]\nname = "a"\nmin = inf\n', ["i0.min", "inf"], True, marks=xfail(NAN_OK)),
+    pytest.param("i0-min-inf", '[i0]\nname = "a"\nmin = inf\n', ["i0.min", "inf"], True),
     pytest.param(
         "veto-min-nan",
         '[[veto]]\nname = "a"\nmin = nan\n',
         ["veto[0].min", "nan"],
         True,
-        marks=xfail(NAN_OK + "; a NaN bound silently vetoes nothing"),
     ),
     pytest.param(
         "scan-edges-nan",
         '[scan]\nname = "a"\nedges = [0, nan, 2]\n',
         ["scan.edges", "nan"],
         True,
-        marks=xfail(NAN_OK + "; [0, nan, 2] passes the 'strictly increasing' check"),
     ),
     pytest.param(
         "scan-edges-inf",
         '[scan]\nname = "a"\nedges = [0, 1, inf]\n',
         ["scan.edges", "inf"],
         True,
-        marks=xfail(NAN_OK),
     ),
     pytest.param(
         "scan-scale-nan",
         '[scan]\nname = "a"\nscale = nan\nedges = [0, 1]\n',
         ["scan.scale", "nan"],
         True,
-        marks=xfail(NAN_OK),
     ),
 ]
 

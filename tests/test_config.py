@@ -43,7 +43,7 @@ def test_schema_file_in_sync() -> None:
         ("[source]\nkind='nope'\n", "source", "one of"),
         ("[[roi]]\nname='a b'\ndetector='d'\nx=[1,2]\ny=[3,4]\n", "roi[0].name", "pattern"),
         ("[[roi]]\nname='a'\ndetector='d'\nx=[2,2]\ny=[3,4]\n", "roi[0]", "x0 < x1"),
-        ("[[veto]]\nname='v'\n[[veto]]\nname='v'\n", "(top level)", "unique names"),
+        ("[[veto]]\nname='v'\n[[veto]]\nname='v'\n", "veto", "unique names"),
         ("[scan]\nname='s'\nedges=[1.0]\n", "scan.edges", "at least 2 edges"),
         ("[scan]\nname='s'\nedges={start=1, stop=0, count=3}\n", "scan.edges", "stop > start"),
         ("[pump_probe]\nmode='tag-modulo'\ncycle=2\non=[3]\n", "pump_probe", "below cycle"),

@@ -23,7 +23,9 @@ _PULSES = re.compile(r"^(train|-?\d*:-?\d*(:-?\d*)?)$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # strict: a TOML string "4" is not a number; no NaN/inf: a NaN bound would veto nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, strict=True,
+                              allow_inf_nan=False)
 
 
 # --- sources -----------------------------------------------------------------------------
@@ -152,9 +154,9 @@ class Roi(_Model):
     """Unique name."""
     detector: str
     """Array detector id."""
-    x: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+    x: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] = Field(strict=False)
     """Columns [x0, x1), end-exclusive."""
-    y: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+    y: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] = Field(strict=False)
     """Rows [y0, y1), end-exclusive."""
 
     @model_validator(mode="after")
@@ -292,13 +294,14 @@ class Config(_Model):
             data = {**data, "source": {"kind": "sim", **data["source"]}}
         return data
 
-    @model_validator(mode="after")
-    def _unique(self) -> Config:
-        for what, names in (("veto", [v.name for v in self.veto]), ("roi", [r.name for r in self.roi])):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"{what}: expected unique names, found {', '.join(map(repr, dup))} twice")
-        return self
+    @field_validator("veto", "roi")
+    @classmethod
+    def _unique(cls, items: list[Any]) -> list[Any]:
+        names = [item.name for item in items]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"expected unique names, found {', '.join(map(repr, dup))} more than once")
+        return items
 
     def analysis_points(self) -> list[str]:
         """Point detectors named by the analysis sections (i0, veto, scan, pump_probe)."""

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .config import Config
 from .errors import ConfigError
@@ -20,16 +20,43 @@ def demo_text() -> str:
     return resources.files(__package__).joinpath("demo.toml").read_text(encoding="utf-8")
 
 
+_BRANCHES = {"sim", "replay", "sacla", "karabo", "tag-modulo", "point"}
+_MODELS = {"EdgesRange"}  # model names pydantic puts into the path of a union member
+
+
+def _skip(item: Any) -> bool:
+    """Path items that are pydantic's bookkeeping, not configuration keys."""
+    return item in _BRANCHES or item in _MODELS or "[" in str(item)
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("sim", "replay", "sacla", "karabo", "tag-modulo", "point", "list[float]", "EdgesRange"):
-            continue  # discriminator/union branch names pydantic inserts into the path
+        elif _skip(item):
+            continue  # union branches and validator names pydantic inserts into the path
         else:
             parts.append(str(item))
     return ".".join(parts) or "(top level)"
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    """Keys the model at ``loc`` (the parent of an unknown key) accepts, if it can be found."""
+    models: list[Any] = [Config]
+    for item in loc:
+        if item in _BRANCHES:  # pick the union member whose kind/mode is this branch
+            models = [m for m in models if item in (getattr(m.model_fields.get(f), "default", None)
+                                                    for f in ("kind", "mode"))]
+            continue
+        if isinstance(item, int) or _skip(item) or len(models) != 1:
+            continue
+        field = models[0].model_fields.get(item)
+        if field is None:
+            return []
+        models = [a for a in getattr(field.annotation, "__args__", (field.annotation,))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+    return list(models[0].model_fields) if len(models) == 1 else []
 
 
 def _describe(err: Any) -> str:
@@ -39,9 +66,13 @@ def _describe(err: Any) -> str:
     kind = err["type"]
     found = err.get("input")
     if kind == "extra_forbidden":
-        return "unknown key (not in the schema; see `shotwatch config schema`)"
+        allowed = _allowed(err["loc"][:-1])
+        choices = f"one of {', '.join(allowed)}" if allowed else "a key of the schema (`shotwatch config schema`)"
+        return f"expected {choices}, found unknown key {err['loc'][-1]!r}"
     if kind == "missing":
         return "expected a value, found none"
+    if kind == "union_tag_not_found":
+        return "expected one of the kinds in `shotwatch config schema`, found none"
     if msg.startswith("expected"):
         return msg
     if kind == "union_tag_invalid":
@@ -54,13 +85,29 @@ def _describe(err: Any) -> str:
     return f"expected {msg[0].lower()}{msg[1:]}, found {found!r}"
 
 
+def _first(errors: list[Any]) -> tuple[str, str]:
+    """The most telling error: a value error beats "wrong type for this union branch"."""
+    specific = [e for e in errors if not str(e["type"]).endswith("_type")]
+    if specific and specific[0]["type"] == "union_tag_not_found":
+        disc = str(specific[0]["ctx"]["discriminator"]).strip("'")
+        return f"{_where(specific[0]['loc'])}.{disc}", "expected a value saying which kind, found none"
+    if specific:
+        return _where(specific[0]["loc"]), _describe(specific[0])
+    where = _where(errors[0]["loc"])
+    same = [e for e in errors if _where(e["loc"]) == where]
+    if len(same) > 1:  # a union: every branch refused the type
+        wanted = " or ".join(dict.fromkeys(_describe(e).split(", found")[0].removeprefix("expected ") for e in same))
+        return where, f"expected {wanted}, found {errors[0].get('input')!r}"
+    return where, _describe(errors[0])
+
+
 def parse_config(data: dict[str, Any], *, origin: str) -> Config:
     """Validate a parsed TOML mapping; ``origin`` names the file in errors."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{origin}: {_where(first['loc'])}: {_describe(first)}") from None
+        where, what = _first(exc.errors())
+        raise ConfigError(f"{origin}: {where}: {what}") from None
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -72,6 +119,9 @@ def load_config(path: str | Path | None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: expected a readable TOML file, found {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: expected UTF-8 text, found byte 0x{exc.object[exc.start]:02x} "
+                          f"at offset {exc.start}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
