@@ -789,31 +789,21 @@ REDUCE: list[Any] = [
         "tags-reversed",
         ["--json", "--tags=10:5"],
         ["--tags", "10:5"],
-        marks=xfail(
-            "--tags 10:5 (A > B) is accepted and reduces 0 shots: reduce_cmd.parse_tags should refuse A >= B"
-        ),
     ),
     pytest.param(
         "calibration-unknown-detector",
         ["--json", "-c", "{cal}"],
         ["calibration.ev_per_adu", "NOPE", DET],
-        marks=xfail(
-            "calibration.ev_per_adu naming a detector the recording lacks is silently "
-            "ignored (a typo changes nothing): check the keys against reader.detectors in "
-            "recording/analysis_config.py (and in the recorder against the source's)"
-        ),
     ),
     pytest.param(
         "output-is-directory",
         ["--json", "-o", "{dir}"],
         ["Is a directory"],
-        marks=xfail("IsADirectoryError traceback: reduce_cmd._output opens without catching OSError"),
     ),
     pytest.param(
         "output-dir-missing",
         ["--json", "-o", "{dir}/no/x.json"],
         ["No such file"],
-        marks=xfail("FileNotFoundError traceback (reduce_cmd._output)"),
     ),
 ]
 
@@ -848,10 +838,6 @@ def test_reduce_open_tag_range_is_everything(cli: Any, recs: dict[str, Path]) ->
     assert (rc, err) == (0, "") and json.loads(out)["shots"]["total"] == 300
 
 
-@xfail(
-    "reduce -o <rec>/zarr.json overwrites the recording's root metadata with the JSON summary "
-    "(exit 0) and the recording is gone; reduce_cmd should refuse an output path inside REC (exit 2)"
-)
 def test_reduce_output_into_the_recording_is_refused(cli: Any, recs: dict[str, Path], tmp_path: Path) -> None:
     rec = tmp_path / "victim.zarr"
     shutil.copytree(recs["good"], rec)
@@ -886,16 +872,11 @@ USAGE: list[Any] = [
         "record-shots-abc",
         ["record", "--shots", "abc"],
         ["--shots", "expected", "found 'abc'"],
-        marks=xfail(
-            "reads 'argument --shots: invalid _positive_int value: 'abc'' (internal function name, no "
-            "expected/found): record_cmd._positive_int/_positive_float should catch ValueError"
-        ),
     ),
     pytest.param(
         "record-seconds-abc",
         ["record", "--seconds", "abc"],
         ["--seconds", "expected", "found 'abc'"],
-        marks=xfail("'invalid _positive_float value' (as record-shots-abc)"),
     ),
 ]
 
@@ -919,19 +900,10 @@ def test_console_without_recorder(cli: Any) -> None:
     assert_error(cli("console"), "console:", "running recorder", "--connect")
 
 
-@xfail(
-    "--connect nonsense is not checked: the console UI starts and waits forever for 'nonsense'; "
-    "live_cmd._console should refuse an address that is not tcp://HOST:PORT (exit 2)"
-)
 def test_console_malformed_address(cli: Any) -> None:
     assert_error(cli("console", "--connect", "nonsense"), "nonsense")
 
 
-@xfail(
-    "--connect tcp://127.0.0.1:1 (nothing there) starts the UI, which shows 'waiting for the "
-    "recorder…' forever without naming the address; live_cmd._console should try hello(timeout=~5 s) "
-    "first and fail with one line naming the address (exit 1), as console without --connect does"
-)
 def test_console_connect_nothing_there(cli: Any) -> None:
     assert_error(cli("console", "--connect", "tcp://127.0.0.1:1"), "tcp://127.0.0.1:1", code=1)
 
@@ -991,52 +963,30 @@ RECORD: list[Any] = [
         _demo(f'name = "{I0}"', 'name = "nope/i0"'),
         [],
         ["i0.name", "'nope/i0'", A_POINT],
-        marks=xfail(
-            "the simulator records an all-NaN 'nope/i0' and vetoes every shot, exit 0 (same for "
-            "veto and scan names); DESIGN: a name the simulator cannot know is a config error "
-            "listing the names: sources/__init__.open_source adds analysis_points() only when "
-            "source.points is set, so sim.open never checks them"
-        ),
     ),
     pytest.param(
         "sim-points-unknown-names-file",
         _demo("# points = [...]", 'points = ["nope/x"]'),
         [],
         ["cfg.toml", "source.points"],
-        marks=xfail(
-            "record's source errors omit the config file (list prefixes it: list_cmd wraps "
-            "SourceError with the path; record_cmd._record does not)"
-        ),
     ),
     pytest.param(
         "output-parent-is-a-file",
         None,
         ["-o", "{regular-file}/x.zarr"],
         ["{regular-file}"],
-        marks=xfail(
-            "FileExistsError traceback from record_cmd.setup_logging (log_path.parent.mkdir) "
-            "after Recorder.open: check the output's parent directory in sink.check_target"
-        ),
     ),
     pytest.param(
         "summary-json-is-directory",
         None,
         ["--summary-json", "{dir}"],
         ["--summary-json", "{dir}"],
-        marks=xfail(
-            "IsADirectoryError traceback after recording (record_cmd._record writes it at "
-            "the end); check the path is writable before starting, exit 2"
-        ),
     ),
     pytest.param(
         "output-template-typo",
         None,
         ["-o", "{dir}/{{rnu}}.zarr"],
         ["{{rnu}}"],
-        marks=xfail(
-            "an unknown placeholder '{rnu}' is written literally as '{rnu}.zarr', exit 0: "
-            "recorder/paths.fill_template should refuse placeholders other than {run} and {time}"
-        ),
     ),
 ]
 

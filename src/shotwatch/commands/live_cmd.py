@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..schemas import UsageError, load_config
+from ..schemas import ShotwatchRuntimeError, UsageError, load_config
 
 __all__ = ["register"]
+
+_ADDRESS = re.compile(r"^tcp://[^:/\s]+:\d{1,5}$")
 
 log = logging.getLogger("shotwatch.recorder")
 
@@ -88,11 +91,17 @@ def _acquire(recorder: Any) -> None:
 def _console(args: argparse.Namespace) -> int:
     from ..recorder.client import NetFeed
 
+    if args.connect is not None and not _ADDRESS.match(args.connect):
+        raise UsageError(f"console --connect: expected tcp://HOST:PORT, found {args.connect!r}")
     feed = NetFeed(args.connect, read_only=args.read_only)
     if args.connect is None and feed.hello(timeout=2.0) is None:
         feed.close()
         raise UsageError("console: expected a running recorder (a live run file), found none; "
                          "start one with `shotwatch record` or `shotwatch run`, or pass --connect ADDR")
+    if args.connect is not None and feed.hello(timeout=5.0) is None:
+        feed.close()
+        raise ShotwatchRuntimeError(f"console --connect {args.connect}: expected a shotwatch recorder "
+                                    "answering there, found none within 5 s")
     return _run_app(feed, args)
 
 
@@ -104,7 +113,7 @@ def _replay(args: argparse.Namespace) -> int:
     reader = RecordingReader(args.recording)
     override = load_config(args.config) if args.config else None
     config = analysis_config(reader.config, override, points=reader.points, where=str(args.recording),
-                             origin=args.config)
+                             origin=args.config, detectors=reader.detectors)
     speed = 0.0 if args.max else args.speed
     feed = ReplayFeed(reader, speed=speed, config=config, label=f"replay {Path(args.recording).name}")
     return _run_app(feed, args, label=f"replay {Path(args.recording).name}")

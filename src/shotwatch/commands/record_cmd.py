@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..schemas import load_config
+from ..schemas import SourceError, UsageError, load_config
 
 __all__ = ["register", "setup_logging"]
 
@@ -73,9 +73,14 @@ def _record(args: argparse.Namespace) -> int:
     from ..recorder.paths import log_path_for
 
     config = load_config(args.config)
+    if args.summary_json:
+        _check_writable(args.summary_json, "--summary-json")
     recorder = Recorder(config, out=args.out, append=args.append)
     setup_logging(None, to_stderr=True)
-    recorder.open()
+    try:
+        recorder.open()
+    except SourceError as exc:
+        raise SourceError(f"{args.config}: {exc}" if args.config else str(exc)) from None
     assert recorder.sink is not None and recorder.sink.first_path is not None
     setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
     recorder.listeners.append(_LogBeside())
@@ -107,15 +112,29 @@ def _record(args: argparse.Namespace) -> int:
     return 1 if status.state == "failed" else 0
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """Fail before recording, not after, when a result file cannot be written."""
+    p = Path(path)
+    if p.is_dir() or not p.parent.is_dir():
+        what = "a directory" if p.is_dir() else f"no directory {p.parent}"
+        raise UsageError(f"{flag} {path}: expected a file in an existing directory, found {what}")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
     return value

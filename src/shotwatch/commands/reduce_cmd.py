@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from ..schemas import UsageError, load_config
@@ -22,9 +23,12 @@ def parse_tags(text: str | None) -> tuple[int | None, int | None]:
     try:
         if not sep:
             raise ValueError
-        return (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
+        a, b = (int(lo) if lo.strip() else None, int(hi) if hi.strip() else None)
     except ValueError:
         raise UsageError(f"--tags: expected A:B with whole numbers (either may be empty), found {text!r}") from None
+    if a is not None and b is not None and a >= b:
+        raise UsageError(f"--tags: expected A < B (A <= tag < B keeps no shot otherwise), found {text!r}")
+    return a, b
 
 
 def open_for_analysis(path: str, config_path: str | None) -> tuple[Any, Any]:
@@ -34,7 +38,8 @@ def open_for_analysis(path: str, config_path: str | None) -> tuple[Any, Any]:
 
     reader = RecordingReader(path)
     override = load_config(config_path) if config_path else None
-    cfg = analysis_config(reader.config, override, points=reader.points, where=str(path), origin=config_path)
+    cfg = analysis_config(reader.config, override, points=reader.points, where=str(path), origin=config_path,
+                          detectors=reader.detectors)
     return reader, cfg
 
 
@@ -54,6 +59,7 @@ def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
 def _reduce(args: argparse.Namespace) -> int:
     from ..reducers import Analysis, SummaryReducer, format_table, per_shot_csv, scan_csv
 
+    _check_output(args.output, args.recording)
     reader, cfg = open_for_analysis(args.recording, args.config)
     lo, hi = parse_tags(args.tags)
     if lo is not None or hi is not None:
@@ -87,8 +93,21 @@ def _output(path: str | None) -> Iterator[IO[str]]:
     if path is None:
         yield sys.stdout
         return
-    with open(path, "w", encoding="utf-8", newline="") as fh:
+    try:
+        fh = open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"-o {path}: expected a writable file, found {exc.strerror or exc}") from None
+    with fh:
         yield fh
+
+
+def _check_output(output: str | None, recording: str) -> None:
+    """-o must not point into the recording (it would overwrite its metadata)."""
+    if output is None:
+        return
+    out, rec = Path(output).resolve(), Path(recording).resolve()
+    if out == rec or rec in out.parents:
+        raise UsageError(f"-o {output}: expected a file outside the recording {recording}, found a path inside it")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ intact, the state becomes ``failed`` and live data keep flowing.
 from __future__ import annotations
 
 import shutil
+import string
 from pathlib import Path
 
 from ..recording import RecordingReader, RecordingWriteError, RecordingWriter
@@ -37,7 +38,14 @@ class RecordingSink:
 
     def check_target(self, *, run: int | None) -> Path:
         """The first recording's path; an existing one without --append is a usage error."""
+        unknown = [f for _, f, _, _ in string.Formatter().parse(self.template) if f not in (None, "run", "time")]
+        if unknown:
+            raise RecordingError(f"record.out {self.template}: expected only {{run}} and {{time}} as placeholders, "
+                                 f"found {{{unknown[0]}}}")
         path = fill_template(self.template, run=run, first=True)
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise RecordingError(f"{path}: expected a directory at {blocker}, found a file")
         if path.exists() and not self.append:
             raise RecordingError(f"{path}: expected a new recording path, found an existing one "
                                  "(use --append to continue it)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..schemas import Config, ConfigError, PointPumpProbe
 
@@ -12,7 +12,7 @@ _ANALYSIS = ("calibration", "i0", "veto", "scan", "pump_probe")
 
 
 def analysis_config(recorded: Config, override: Config | None, *, points: Sequence[str],
-                    where: str, origin: str | None = None) -> Config:
+                    where: str, origin: str | None = None, detectors: Iterable[str] | None = None) -> Config:
     """``recorded`` with its analysis sections replaced by ``override``'s (when given).
 
     ``[source]``, ``[record]`` and ``[[roi]]`` always stay the recording's. Every point the
@@ -36,4 +36,11 @@ def analysis_config(recorded: Config, override: Config | None, *, points: Sequen
             src = origin if override is not None and origin else where
             raise ConfigError(f"{src}: {key}: expected a point detector that {where} holds "
                               f"({', '.join(sorted(held))}), found {name!r}")
+    if detectors is not None:
+        known = sorted(detectors)
+        for det in cfg.calibration.ev_per_adu:
+            if det not in known:
+                src = origin if override is not None and origin else where
+                raise ConfigError(f"{src}: calibration.ev_per_adu: expected detectors that {where} holds "
+                                  f"({', '.join(known) or 'none'}), found {det!r}")
     return cfg

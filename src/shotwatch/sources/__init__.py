@@ -7,8 +7,9 @@ only when asked for, so importing this package never touches dbpy/olpy, zmq or z
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
-from ..schemas import Config, ReplaySource, SimSource, roi_key
+from ..schemas import Config, ReplaySource, SimSource, SourceError, roi_key
 from .base import Source, SourceStatus
 
 __all__ = ["Source", "SourceStatus", "open_source"]
@@ -30,7 +31,9 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
     src = config.source
     if isinstance(src, SimSource):
         from .sim import Simulator
+        from .sim_physics import POINTS
 
+        _check_analysis_points(config, offered=POINTS, by="the simulator")
         if src.points is not None:
             src = src.model_copy(update={"points": list(dict.fromkeys(src.points + config.analysis_points()))})
         return Simulator(src, frames_every=every, rois={roi_key(r.name, 1): r for r in config.roi})
@@ -42,3 +45,15 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
     module = importlib.import_module(f"{__name__}.{src.kind}")
     source: Source = module.make(config, frames_every=every)
     return source
+
+
+def _check_analysis_points(config: Config, *, offered: Sequence[str], by: str) -> None:
+    """A point the source cannot know at all is a configuration error naming the key."""
+    named = [("i0.name", config.i0.name)] if config.i0 else []
+    named += [(f"veto[{i}].name", v.name) for i, v in enumerate(config.veto)]
+    named += [("scan.name", config.scan.name)] if config.scan else []
+    pp = config.pump_probe
+    named += [("pump_probe.name", pp.name)] if pp is not None and pp.mode == "point" else []
+    for key, name in named:
+        if name not in offered:
+            raise SourceError(f"{key}: expected a point detector {by} offers ({', '.join(offered)}), found {name!r}")
