@@ -409,14 +409,25 @@ def test_recorder_gone_and_back(kind: str) -> None:
             assert feed.request("mark", text="again").ok  # the new token was picked up
 
 
-def test_recorder_back_at_the_same_address() -> None:
+def _free_addresses() -> dict[str, str]:
+    """Two ports that were free a moment ago (another process may take one: callers retry)."""
     ctx = zmq.Context.instance()
     ports = []
-    for _ in range(2):  # two free ports, released for the recorder to take
+    for _ in range(2):
         sock = ctx.socket(zmq.PUB)
         ports.append(sock.bind_to_random_port("tcp://127.0.0.1"))
         sock.close(0)
-    addresses = {"publish": f"tcp://127.0.0.1:{ports[0]}", "control": f"tcp://127.0.0.1:{ports[1]}"}
+    return {"publish": f"tcp://127.0.0.1:{ports[0]}", "control": f"tcp://127.0.0.1:{ports[1]}"}
+
+
+def test_recorder_back_at_the_same_address() -> None:
+    for _ in range(5):
+        addresses = _free_addresses()
+        try:
+            with Running(StandIn(), **addresses):
+                break  # the ports are ours; released again at once for the test proper
+        except UsageError:
+            continue
     with NetFeed(addresses["control"], heartbeat_timeout=1.0) as feed:
         with Running(StandIn(), **addresses):
             collect(feed, 3.0, lambda m: feed.connected and any(isinstance(x, BlockMsg) for x in m))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._format import RecordingWriteError, decode_name, encode_name
+from ._format import RecordingReadError, RecordingWriteError, decode_name, encode_name
 from .reader import RecordingReader
 from .repair import repair
 from .writer import RecordingWriter
 
-__all__ = ["RecordingReader", "RecordingWriteError", "RecordingWriter", "decode_name", "encode_name", "repair"]
+__all__ = ["RecordingReadError", "RecordingReader", "RecordingWriteError", "RecordingWriter", "decode_name", "encode_name", "repair"]

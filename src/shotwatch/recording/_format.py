@@ -34,9 +34,9 @@ from zarr.storage import LocalStore
 from ..schemas.errors import RecordingError, ShotwatchRuntimeError
 
 __all__ = [
-    "FORMAT", "SHOT_CHUNK", "VERSION", "RecordingWriteError", "check_attrs", "codecs_for",
-    "decode_name", "disk_bytes", "encode_name", "jsonable", "open_root", "pixel_chunk",
-    "remove_temp_files", "trim_array",
+    "FORMAT", "SHOT_CHUNK", "VERSION", "RecordingReadError", "RecordingWriteError", "check_attrs",
+    "codecs_for", "decode_name", "disk_bytes", "encode_name", "jsonable", "open_root", "pixel_chunk",
+    "read_rows", "remove_temp_files", "trim_array",
 ]
 
 FORMAT = "shotwatch.recording"
@@ -63,6 +63,48 @@ class RecordingWriteError(OSError, ShotwatchRuntimeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class RecordingReadError(ShotwatchRuntimeError):
+    """A chunk of a recording cannot be read or decoded: the recording is damaged on disk.
+
+    A :class:`~shotwatch.schemas.ShotwatchRuntimeError` (exit code 1); ``str()`` is one line
+    naming the recording, the array and the chunk.
+    """
+
+
+def read_rows(array: zarr.Array, a: int, b: int, path: str | os.PathLike[str]) -> np.ndarray[Any, Any]:
+    """Rows ``[a, b)`` of ``array``; a chunk that cannot be read raises RecordingReadError.
+
+    The error names the first bad chunk (found by reading the span chunk by chunk, only once
+    the whole read failed, so the good path costs nothing extra).
+    """
+    try:
+        return np.asarray(array[a:b])
+    except Exception as exc:  # blosc RuntimeError, ValueError on a short chunk, OSError …
+        raise _read_error(array, a, b, path, exc) from None
+
+
+def _read_error(array: zarr.Array, a: int, b: int, path: str | os.PathLike[str],
+                exc: Exception) -> RecordingReadError:
+    c, n = int(array.chunks[0]), int(array.shape[0])
+    chunk, why = f"rows [{a}, {b})", exc
+    for k in range(a // c, -(-min(b, n) // c)):
+        try:
+            array[k * c:min((k + 1) * c, n)]
+        except Exception as bad:
+            try:
+                chunk = f"chunk {array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))}"
+            except Exception:  # pragma: no cover - any chunk key encoding zarr knows works
+                chunk = f"chunk {k} along the first axis"
+            why = bad
+            break
+    return RecordingReadError(f"{path}: {array.path}: expected a readable {chunk}, found it damaged "
+                              f"({type(why).__name__}: {_one_line(str(why))})")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 def encode_name(name: str) -> str:
@@ -129,7 +171,8 @@ def _json_default(obj: Any) -> Any:
 def open_root(path: Path, *, mode: str) -> zarr.Group:
     """The recording's root group; RecordingError (naming ``path``) if it is not one."""
     if not (path / "zarr.json").is_file():
-        found = "a directory without zarr.json" if path.is_dir() else "nothing"
+        found = ("a directory without zarr.json" if path.is_dir() else "a regular file" if path.is_file()
+                 else "nothing" if not path.exists() else "something other than a directory")
         raise RecordingError(f"{path}: expected a shotwatch recording (a zarr v3 group), found {found}")
     try:
         store = LocalStore(path, read_only=(mode == "r"))
@@ -146,12 +189,12 @@ def check_attrs(root: zarr.Group, path: Path) -> dict[str, Any]:
             f"{path}: expected root attribute {ATTR_KEY!r} of a shotwatch recording, found none"
         )
     fmt, ver = attrs.get("format"), attrs.get("version")
-    if fmt != FORMAT or ver != VERSION:
+    if fmt != FORMAT or ver != VERSION or isinstance(ver, bool):
         raise RecordingError(
             f"{path}: expected format {FORMAT!r} version {VERSION}, found format {fmt!r} version {ver!r}"
         )
     committed = attrs.get("committed")
-    if not isinstance(committed, int) or committed < 0:
+    if not isinstance(committed, int) or isinstance(committed, bool) or committed < 0:
         raise RecordingError(f"{path}: expected attribute 'committed' >= 0, found {committed!r}")
     return dict(attrs)
 
@@ -180,7 +223,9 @@ def remove_temp_files(path: Path) -> int:
 
 
 def trim_array(array: zarr.Array, length: int) -> int | None:
-    """Make ``array``'s first axis exactly ``length``; returns the old length if it changed.
+    """Trim ``array``'s first axis to exactly ``length``; returns the old length if it changed.
+
+    Never grows an array (ValueError if it is shorter than ``length``).
 
     Whole chunks past the boundary chunk go first (on a full disk that frees the space the
     rest needs). Then the part of the boundary chunk past ``length`` is reset to the fill
@@ -190,6 +235,8 @@ def trim_array(array: zarr.Array, length: int) -> int | None:
     old = int(array.shape[0])
     if old == length:
         return None
+    if length > old:  # growing would invent shots (fill values): callers check lengths first
+        raise ValueError(f"{array.path}: expected at least {length} rows to trim to {length}, found {old}")
     chunk = int(array.chunks[0])
     end = min(old, -(-length // chunk) * chunk)
     if end < old:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import zarr
 
 from ..schemas import RoiTable, RoiVersion, ShotBlock
+from ..schemas.errors import RecordingError
 from ._format import SHOT_CHUNK, codecs_for, decode_name, encode_name, pixel_chunk, trim_array
 
 __all__ = ["FrameArrays", "Layout", "VersionArrays", "check_block", "committed_frames", "roi_table", "truncate"]
@@ -52,21 +54,42 @@ class Layout:
     # --- finding ----------------------------------------------------------------------
 
     @classmethod
-    def discover(cls, root: zarr.Group) -> Layout:
-        """Find the arrays of an existing recording (KeyError if ``tag``/``time`` are missing)."""
-        tag, time = root["tag"], root["time"]
-        assert isinstance(tag, zarr.Array) and isinstance(time, zarr.Array)
+    def discover(cls, root: zarr.Group, where: str | os.PathLike[str] | None = None) -> Layout:
+        """Find the arrays of an existing recording.
+
+        Checks what can be checked without reading data: ``tag`` and ``time`` exist, every
+        array has the dimensionality and kind of dtype FORMAT.md gives it, and every ROI
+        version group (``roi/<name>/v<k>``) has readable attributes. Lengths, and what depends
+        on ``committed`` or the ``detectors`` attribute, are ``_check``'s.
+
+        Raises:
+            RecordingError: naming ``where`` (default: the store's directory) and the array.
+        """
+        where = _where(root) if where is None else str(where)
+        tag, time = (_required(root, name, where) for name in ("tag", "time"))
         layout = cls(root, tag, time)
+        _check_dtype(layout.tag, where, "iu", 1, "int64")
+        _check_dtype(layout.time, where, "f", 1, "float64")
         for enc, arr in _arrays(_child(root, "point")):
+            _check_dtype(arr, where, "f", 1, "float64")
             layout.points[str(arr.attrs.get("name", decode_name(enc)))] = arr
-        for _, per_name in _groups(_child(root, "roi")):
+        for roi_name, per_name in _groups(_child(root, "roi")):
             for vname, group in _groups(per_name):
-                v = _version_from_attrs(vname, dict(group.attrs))
-                if v is not None:
-                    layout.versions[v.key] = VersionArrays(v, _array(group, "pixels"), _array(group, "valid"))
+                if not (vname.startswith("v") and vname[1:].isdigit()):
+                    continue  # not a version group written by us: ignore
+                v = _version_from_attrs(f"{where}: roi/{roi_name}/{vname}", roi_name, int(vname[1:]),
+                                        dict(group.attrs))
+                va = VersionArrays(v, _array(group, "pixels"), _array(group, "valid"))
+                if va.pixels is not None:
+                    _check_dtype(va.pixels, where, "iuf", 3, "a number type")
+                if va.valid is not None:
+                    _check_dtype(va.valid, where, "b", 1, "bool")
+                layout.versions[v.key] = va
         for enc, group in _groups(_child(root, "frame")):
             pix, shot = _array(group, "pixels"), _array(group, "shot")
-            if pix is not None and shot is not None:
+            if pix is not None and shot is not None:  # one alone: a crash while creating them
+                _check_dtype(pix, where, "iuf", 3, "a number type")
+                _check_dtype(shot, where, "iu", 1, "int64")
                 layout.frames[str(group.attrs.get("name", decode_name(enc)))] = FrameArrays(pix, shot)
         return layout
 
@@ -187,7 +210,7 @@ def roi_table(versions: Iterable[RoiVersion], committed: int) -> RoiTable:
     """
     kept = sorted((v for v in versions if v.first_shot <= committed), key=lambda v: (v.name, v.version))
     out: list[RoiVersion] = []
-    for v, nxt in zip(kept, [*kept[1:], None], strict=True):
+    for v, nxt in zip(kept, [*kept[1:], None], strict=False):  # kept may be empty (no ROIs)
         end = nxt.first_shot if nxt is not None and nxt.name == v.name else None
         out.append(RoiVersion(v.name, v.version, v.detector, v.x, v.y, v.first_shot, v.first_tag, end))
     return RoiTable.from_versions(out)
@@ -200,15 +223,58 @@ def committed_frames(shot: zarr.Array, committed: int) -> int:
     return len(s) if bool(ok.all()) else int(np.argmin(ok))
 
 
-def _version_from_attrs(group_name: str, attrs: dict[str, Any]) -> RoiVersion | None:
-    if not (group_name.startswith("v") and group_name[1:].isdigit()):
-        return None
-    try:
-        return RoiVersion(str(attrs["name"]), int(group_name[1:]), str(attrs["detector"]),
-                          (int(attrs["x"][0]), int(attrs["x"][1])), (int(attrs["y"][0]), int(attrs["y"][1])),
-                          int(attrs["first_shot"]), int(attrs["first_tag"]))
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None  # not a version group written by us: ignore rather than refuse the recording
+_VERSION_KEYS = ("name", "detector", "x", "y", "first_shot", "first_tag")
+
+
+def _version_from_attrs(where: str, roi_name: str, number: int, attrs: dict[str, Any]) -> RoiVersion:
+    """The RoiVersion of group ``roi/<roi_name>/v<number>``; RecordingError naming ``where``."""
+    missing = [k for k in _VERSION_KEYS if k not in attrs]
+    if missing:
+        found = "none" if len(missing) == len(_VERSION_KEYS) else "no " + ", ".join(missing)
+        raise RecordingError(f"{where}: expected attributes {', '.join(_VERSION_KEYS)} of an ROI version, "
+                             f"found {found}")
+    if attrs["name"] != roi_name:
+        raise RecordingError(f"{where}: expected attribute name = {roi_name!r} (the group's name), "
+                             f"found {attrs['name']!r}")
+    if not isinstance(attrs["detector"], str) or not attrs["detector"]:
+        raise RecordingError(f"{where}: expected attribute detector to be a detector id, found {attrs['detector']!r}")
+    ranges = []
+    for axis in ("x", "y"):
+        r = attrs[axis]
+        if not (isinstance(r, list) and len(r) == 2 and all(_is_int(i) for i in r) and 0 <= r[0] < r[1]):
+            raise RecordingError(f"{where}: expected attribute {axis} = [{axis}0, {axis}1] with "
+                                 f"0 <= {axis}0 < {axis}1, found {r!r}")
+        ranges.append((int(r[0]), int(r[1])))
+    for key in ("first_shot", "first_tag"):
+        if not _is_int(attrs[key]) or (key == "first_shot" and attrs[key] < 0):
+            raise RecordingError(f"{where}: expected attribute {key} to be a whole number"
+                                 + (" >= 0" if key == "first_shot" else "") + f", found {attrs[key]!r}")
+    return RoiVersion(roi_name, number, attrs["detector"], ranges[0], ranges[1],
+                      int(attrs["first_shot"]), int(attrs["first_tag"]))
+
+
+def _required(root: zarr.Group, name: str, where: str) -> zarr.Array:
+    node = root.get(name)
+    if not isinstance(node, zarr.Array):
+        found = "none" if node is None else "a group"
+        raise RecordingError(f"{where}: expected array {name!r} of a recording, found {found}")
+    return node
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_dtype(arr: zarr.Array, where: str, kinds: str, ndim: int, expected: str) -> None:
+    if arr.dtype.kind not in kinds:
+        raise RecordingError(f"{where}: {arr.path}: expected dtype {expected}, found {arr.dtype}")
+    if arr.ndim != ndim:
+        raise RecordingError(f"{where}: {arr.path}: expected {ndim} dimension(s), found shape {list(arr.shape)}")
+
+
+def _where(root: zarr.Group) -> str:
+    """The recording's directory, for messages."""
+    return str(getattr(root.store, "root", None) or "recording")
 
 
 def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: int, chunk: int,

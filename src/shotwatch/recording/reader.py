@@ -21,8 +21,9 @@ from pydantic import ValidationError
 
 from ..schemas import Config, Cutout, DetectorInfo, Frames, RoiTable, RoiVersion, ShotBlock
 from ..schemas.errors import RecordingError
-from ._format import check_attrs, disk_bytes, open_root
-from ._layout import Layout, committed_frames, roi_table
+from ._check import check_recording
+from ._format import check_attrs, disk_bytes, open_root, read_rows
+from ._layout import roi_table
 
 __all__ = ["RecordingReader"]
 
@@ -37,8 +38,12 @@ class RecordingReader:
         path: the ``.zarr`` directory.
 
     Raises:
-        RecordingError: nothing there, not a shotwatch recording, or a format version this
-            reader does not know (the message names the recording and both versions).
+        RecordingError: nothing there, not a shotwatch recording, a format version this
+            reader does not know (the message names the recording and both versions), or a
+            recording whose metadata, arrays or tags are not what FORMAT.md says (the
+            message names the array).
+        RecordingReadError: a chunk cannot be decoded (``tag`` at open, other arrays while
+            reading them): the recording is damaged on disk (exit code 1).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -46,13 +51,13 @@ class RecordingReader:
         root = open_root(self._path, mode="r")
         self._attrs = check_attrs(root, self._path)
         self._committed = int(self._attrs["committed"])
-        try:
-            self._layout = Layout.discover(root)
-        except KeyError as exc:
-            raise RecordingError(f"{self._path}: expected array {exc} of a recording, found none") from None
+        # Everything is checked once, here: metadata, dtypes, lengths, and tag (read once and
+        # kept: 8 bytes a shot); blocks() then trusts the layout.
+        checked = check_recording(root, self._path, self._attrs, self._committed)
+        self._layout, self._detectors = checked.layout, checked.detectors
+        self._all_tags, self._frame_counts = checked.tags, checked.frame_counts
         self._start, self._stop = 0, self._committed
         self._rois = roi_table([va.version for va in self._layout.versions.values()], self._committed)
-        self._frame_counts = {d: committed_frames(f.shot, self._committed) for d, f in self._layout.frames.items()}
 
     # --- metadata -----------------------------------------------------------------------
 
@@ -94,7 +99,7 @@ class RecordingReader:
 
     @property
     def detectors(self) -> dict[str, DetectorInfo]:
-        return {d: DetectorInfo.model_validate(info) for d, info in self._attrs.get("detectors", {}).items()}
+        return dict(self._detectors)
 
     @property
     def points(self) -> list[str]:
@@ -114,7 +119,7 @@ class RecordingReader:
 
     def tags(self) -> Array:
         """``int64`` tags of the shots in this view."""
-        return np.asarray(self._layout.tag[self._start:self._stop], dtype=np.int64)
+        return self._all_tags[self._start:self._stop].copy()
 
     def select(self, *, tags: tuple[int | None, int | None] = (None, None)) -> RecordingReader:
         """A new view of the shots with ``a <= tag < b`` (either bound None = open)."""
@@ -163,11 +168,11 @@ class RecordingReader:
             raise RecordingError(f"{self._path}: frame/{det}: expected one of the recorded detectors ({held})")
         shots = self._frame_shots(det)
         i, j = np.searchsorted(shots, [self._start, self._stop])
-        return Frames(np.asarray(fa.pixels[int(i):int(j)]), shots[i:j] - self._start)
+        return Frames(read_rows(fa.pixels, int(i), int(j), self._path), shots[i:j] - self._start)
 
     def info(self) -> dict[str, Any]:
         """INTERFACE.md's ``info --json`` layout for this view."""
-        tags = self.tags()
+        tags = self._all_tags[self._start:self._stop]
         steps = np.diff(tags)
         rois: dict[str, list[dict[str, Any]]] = {}
         for v in self._rois.all():
@@ -190,18 +195,19 @@ class RecordingReader:
 
     def _frame_shots(self, det: str) -> Array:
         fa = self._layout.frames[det]
-        return np.asarray(fa.shot[: self._frame_counts[det]], dtype=np.int64)
+        return np.asarray(read_rows(fa.shot, 0, self._frame_counts[det], self._path), dtype=np.int64)
 
     def _active(self, a: int, b: int) -> list[RoiVersion]:
         """Versions active for at least one shot of ``[a, b)``."""
         return [v for v in self._rois.all()
                 if v.first_shot < b and (v.end_shot is None or v.end_shot > a)
-                and self._layout.versions[v.key].pixels is not None]
+                and self._layout.versions[v.key].pixels is not None
+                and self._layout.versions[v.key].valid is not None]
 
     def _block(self, pool: ThreadPoolExecutor, a: int, b: int, frame_shots: dict[str, Array],
                caches: dict[tuple[str, str], _RowCache]) -> ShotBlock:
         lay = self._layout
-        reads: dict[tuple[str, str], Any] = {("tag", ""): lay.tag, ("time", ""): lay.time}
+        reads: dict[tuple[str, str], Any] = {("time", ""): lay.time}
         reads.update({("point", n): arr for n, arr in lay.points.items()})
         active = self._active(a, b)
         for v in active:
@@ -215,7 +221,8 @@ class RecordingReader:
                 reads[("frame", det)] = lay.frames[det].pixels
         for k, arr in reads.items():
             if k not in caches:
-                caches[k] = _RowCache(arr, len(frame_shots[k[1]]) if k[0] == "frame" else self._committed)
+                caches[k] = _RowCache(arr, len(frame_shots[k[1]]) if k[0] == "frame" else self._committed,
+                                      self._path)
         futures = {k: pool.submit(caches[k].read, *(frame_ranges[k[1]] if k[0] == "frame" else (a, b)))
                    for k in reads}
         got = {k: f.result() for k, f in futures.items()}
@@ -223,7 +230,7 @@ class RecordingReader:
         frames = {det: Frames(got[("frame", det)], frame_shots[det][i:j] - a)
                   for det, (i, j) in frame_ranges.items()}
         src = self._attrs.get("source", {})
-        return ShotBlock(got[("tag", "")], got[("time", "")], {n: got[("point", n)] for n in lay.points},
+        return ShotBlock(self._all_tags[a:b].copy(), got[("time", "")], {n: got[("point", n)] for n in lay.points},
                          cutouts, frames, run=src.get("run"), hightag=src.get("hightag"))
 
 
@@ -235,8 +242,8 @@ class _RowCache:
     handed out in earlier blocks stay valid.
     """
 
-    def __init__(self, array: Any, limit: int) -> None:
-        self._array, self._chunk, self._limit = array, int(array.chunks[0]), limit
+    def __init__(self, array: Any, limit: int, path: Path) -> None:
+        self._array, self._chunk, self._limit, self._path = array, int(array.chunks[0]), limit, path
         self._lo = self._hi = 0
         self._data: Array | None = None
 
@@ -245,5 +252,5 @@ class _RowCache:
         if self._data is None or a < self._lo or b > self._hi:
             c = self._chunk
             self._lo, self._hi = a // c * c, max(b, min(-(-b // c) * c, self._limit))
-            self._data = np.asarray(self._array[self._lo:self._hi])
+            self._data = read_rows(self._array, self._lo, self._hi, self._path)
         return self._data[a - self._lo:b - self._lo]

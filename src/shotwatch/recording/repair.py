@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from ._check import check_recording, recover_length, shot_arrays
 from ._format import ATTR_KEY, RecordingWriteError, check_attrs, jsonable, open_root, remove_temp_files
-from ._layout import truncate
+from ._layout import Layout, truncate
+
+log = logging.getLogger("shotwatch.recording")
 
 __all__ = ["repair"]
 
@@ -17,28 +21,55 @@ def repair(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Afterwards plain zarr and xarray readers see exactly the committed shots. Safe to run on
     a recording that is fine (it then changes nothing but reports so); never run it while a
-    writer is still recording to ``path``.
+    writer is still recording to ``path``. Never grows an array.
+
+    If ``committed`` claims more shots than some per-shot array holds (the attribute was
+    damaged: the commit protocol never writes it ahead of the data), repair recovers the
+    longest prefix every array holds (less trailing shots whose tag was never written),
+    sets ``committed`` to it and says so on stderr (a warning of the ``shotwatch.recording``
+    logger); the result then has ``was_closed`` false (the recording was not cleanly closed,
+    whatever it said) and ``committed_was`` the old value.
+
+    Everything is checked before anything is changed: a recording refused (RecordingError)
+    is left exactly as it was.
 
     Returns:
         ``{"path", "committed", "was_closed", "trimmed": {array: old length (-1 = removed)},
-        "temp_files_removed": int}``.
+        "temp_files_removed": int, "committed_was": int, "short": {array: length}}``.
 
     Raises:
-        RecordingError: ``path`` is not a recording this version can read.
+        RecordingError: ``path`` is not a recording this version can read, or its tags are
+            not strictly increasing within the shots it would keep.
+        RecordingReadError: the ``tag`` array cannot be decoded.
         RecordingWriteError: a write failed (the committed shots stay readable).
     """
     path = Path(path)
     root = open_root(path, mode="r+")
     attrs = check_attrs(root, path)
-    committed = int(attrs["committed"])
+    committed_was = int(attrs["committed"])
     was_closed = bool(attrs.get("closed", False))
+    layout = Layout.discover(root, path)
+    committed, short = recover_length(layout, committed_was, str(path))
+    check_recording(root, path, attrs, committed, layout=layout)
+    if committed != committed_was:
+        first = min(short, key=lambda k: (short[k], k != "tag", k))
+        which = "every per-shot array holds" if len(short) == len(shot_arrays(layout, committed_was)) else \
+            f"{len(short)} array(s) hold"
+        log.warning("%s: committed said %d shots, but %s fewer (%s: %d): recovered the %d shots every array "
+                    "holds, committed is now %d", path, committed_was, which, first, short[first], committed,
+                    committed)
+        was_closed = False
     try:
         removed = remove_temp_files(path)  # first: on a full disk this frees space for the rest
-        trimmed = truncate(root, committed)
+        if committed != committed_was:  # before trimming: a crash then leaves an ordinary crashed recording
+            attrs = {**attrs, "committed": committed, "closed": False}
+            root.attrs[ATTR_KEY] = jsonable(attrs)
+        trimmed = truncate(root, committed, layout=layout)
         if not was_closed:
             root.attrs[ATTR_KEY] = jsonable({**attrs, "closed": True})
     except OSError as exc:
         raise RecordingWriteError(f"{path}: repair failed ({exc}); the committed shots are untouched, "
                                   "run it again once the cause is fixed", errno=exc.errno) from exc
     return {"path": str(path), "committed": committed, "was_closed": was_closed,
-            "trimmed": trimmed, "temp_files_removed": removed}
+            "trimmed": trimmed, "temp_files_removed": removed, "committed_was": committed_was,
+            "short": short}

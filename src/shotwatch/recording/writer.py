@@ -23,6 +23,7 @@ from zarr.storage import LocalStore
 from ..schemas import Config, Frames, RoiTable, ShotBlock, SourceInfo
 from ..schemas.errors import RecordingError
 from ._attrs import check_compatible, det_dtype, detectors_attr, new_attrs
+from ._check import check_recording
 from ._chunks import ChunkAppender
 from ._format import (
     ATTR_KEY,
@@ -117,15 +118,18 @@ class RecordingWriter:
         """Continue an existing recording after truncating every array to ``committed``.
 
         Raises:
-            RecordingError: not a recording, or its configuration (ROIs aside) or the shape
-                or dtype of a detector differs; the message names what differs.
+            RecordingError: not a recording, one the reader would refuse (see
+                RecordingReader; ``shotwatch repair`` first if ``committed`` overstates the
+                arrays), or its configuration (ROIs aside) or the shape or dtype of a
+                detector differs; the message names what differs.
         """
         path = Path(path)
         root = open_root(path, mode="r+")
         attrs = check_attrs(root, path)
+        checked = check_recording(root, path, attrs, int(attrs["committed"]))  # before any change
         check_compatible(path, attrs, config, source)
         try:
-            truncate(root, int(attrs["committed"]))
+            truncate(root, int(attrs["committed"]), layout=checked.layout)
             remove_temp_files(path)
             attrs["closed"] = False
             attrs["detectors"] = {**attrs.get("detectors", {}), **detectors_attr(source)}
