@@ -55,9 +55,10 @@ def repair(path: str | os.PathLike[str]) -> dict[str, Any]:
         first = min(short, key=lambda k: (short[k], k != "tag", k))
         which = "every per-shot array holds" if len(short) == len(shot_arrays(layout, committed_was)) else \
             f"{len(short)} array(s) hold"
-        log.warning("%s: committed said %d shots, but %s fewer (%s: %d): recovered the %d shots every array "
-                    "holds, committed is now %d", path, committed_was, which, first, short[first], committed,
-                    committed)
+        unwritten = short[first] - committed if committed < min(short.values()) else 0
+        log.warning("%s: committed said %d shots, but %s fewer (%s: %d)%s: recovered the %d shots every array "
+                    "holds, committed is now %d", path, committed_was, which, first, short[first],
+                    f", and the last {unwritten} tags were never written" if unwritten else "", committed, committed)
         was_closed = False
     try:
         removed = remove_temp_files(path)  # first: on a full disk this frees space for the rest
