@@ -72,7 +72,7 @@ def source_rate(endpoint: str, client: str, pulses: str, seconds: float = 3.0) -
 def record_rate(endpoint: str, trains: int = 100) -> float:
     text = (ROOT / "fixtures" / "karabo.toml").read_text().replace("tcp://127.0.0.1:4545", endpoint)
     config = parse_config(tomllib.loads(text), origin="bench")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(config, out=str(Path(tmp) / "karabo.zarr"))
         t0 = time.perf_counter()
         recorder.run(shots=trains)

@@ -19,7 +19,7 @@ from shotwatch.sources import open_source
 
 def record_rate(shots: int) -> float:
     config = parse_config(tomllib.loads(config_text(rate=0, frames_every=0, four_rois=True)), origin="bench")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(config, out=str(Path(tmp) / "bench.zarr"))
         t0 = time.perf_counter()
         recorder.run(shots=shots)

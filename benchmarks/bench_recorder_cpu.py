@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "demo60.toml"
         cfg.write_text(config_text(rate=60.0, frames_every=60))
         env_py = sys.executable

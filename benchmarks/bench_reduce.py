@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=24_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         path = make_recording(Path(tmp) / "std.zarr", shots=args.shots)
         reduce_rate(path)  # warm the page cache
         base, _ = median_of(args.repeats, lambda: plain_zarr_rate(path))

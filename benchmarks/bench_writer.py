@@ -159,7 +159,7 @@ def main() -> None:
     config = standard_config()
     blocks = list(standard_stream(args.shots, config=config))
     mb = sum(sum(a.nbytes for a in _arrays(b).values()) for b in blocks) / 1e6
-    with tempfile.TemporaryDirectory(dir=".") as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         raw, raw_runs = median_of(args.repeats, lambda: _tofile_rate(blocks, tmp))
         h5, h5_runs = median_of(args.repeats, lambda: _h5py_rate(blocks, tmp))
