@@ -98,7 +98,10 @@ class ShotwatchApp(App[int]):
     # --- messages from the feed thread -------------------------------------------------
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
+        first = self.snapshot is None and msg.snapshot is not None
         self.snapshot, self.connected, self.skipped = msg.snapshot, msg.connected, msg.skipped
+        if first and not self.paused:
+            self.live.tick()  # the first data go on screen now, not at the next tick
 
     def on_greeted(self, msg: Greeted) -> None:
         self.hello = msg.hello
@@ -183,7 +186,7 @@ def make_app(
     refresh_hz: float | None = None,
     low_bandwidth: bool = False,
     plot_every: float = 5.0,
-    image_every: float = 5.0,
+    image_every: float = 10.0,
     window: int = 2000,
     clock: Callable[[], float] = time.time,
     source_label: str | None = None,

@@ -20,7 +20,7 @@ from ..schemas import RoiVersion
 
 __all__ = ["downsample", "thumbnail"]
 
-_LEVELS = 12
+_LEVELS = 6
 """Grey levels used (of the palette's 24): fewer levels, longer runs, fewer bytes."""
 _GREY0 = 232
 _MARGIN = 6
