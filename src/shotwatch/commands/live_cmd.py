@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..schemas import ShotwatchRuntimeError, UsageError, load_config
+from ._argtypes import positive
 
 __all__ = ["register"]
 
@@ -18,24 +19,8 @@ _ADDRESS = re.compile(r"^tcp://[^:/\s]+:\d{1,5}$")
 log = logging.getLogger("shotwatch.recorder")
 
 
-def _hz(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate in Hz, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a rate > 0 Hz, found {text}")
-    return value
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (1 = recorded pace), found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a speed > 0 (--max for as fast as possible), found {text}")
-    return value
+_hz = positive(float, "a rate in Hz", "a rate > 0 Hz")
+_speed = positive(float, "a number (1 = recorded pace)", "a speed > 0 (--max for as fast as possible)")
 
 
 def _run_app(feed: Any, args: argparse.Namespace, *, label: str | None = None) -> int:

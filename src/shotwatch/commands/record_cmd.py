@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..schemas import SourceError, UsageError, load_config
+from ._argtypes import positive
 
 __all__ = ["register", "setup_logging"]
 
@@ -120,24 +121,8 @@ def _check_writable(path: str, flag: str) -> None:
         raise UsageError(f"{flag} {path}: expected a file in an existing directory, found {what}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text}")
-    return value
+_positive_int = positive(int, "a whole number >= 1")
+_positive_float = positive(float, "a number > 0")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
