@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .. import __version__
 from ..reducers import Analysis, SummaryReducer
 from ..schemas import Config, Roi, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
@@ -22,7 +21,7 @@ from ..sources import Source, open_source
 from .cut import cut_block, decimate_frames
 from .health import Health
 from .images import Grab, ImageWindow
-from .messages import BlockMsg, ImageMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
+from .messages import BlockMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 from .sink import RecordingSink
 
 __all__ = ["Recorder", "recorded_points"]
@@ -124,7 +123,7 @@ class Recorder:
             self.sink.close()
         if self._source is not None:
             self._source.close()
-        self._emit_status(force=True)
+        self._emit_status()
 
     # --- requests (any thread) ---------------------------------------------------------
 
@@ -386,7 +385,7 @@ class Recorder:
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
         )
 
-    def _emit_status(self, *, force: bool = False) -> None:
+    def _emit_status(self) -> None:
         self._emit("on_status", StatusMsg(self.status()))
 
     def _notice(self, text: str | None, *, level: str = "warning") -> None:
@@ -404,10 +403,3 @@ class Recorder:
                 fn(msg)
             except Exception:
                 log.exception("listener %r failed on %s", listener, hook)
-
-    @property
-    def version(self) -> str:
-        return f"shotwatch {__version__}"
-
-    def image_messages(self) -> list[ImageMsg]:
-        return self._images.messages()
