@@ -12,9 +12,9 @@ import tomllib
 from pathlib import Path
 
 from _common import config_text, emit, median_of
+from bench_sim import sim_rate
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.schemas import parse_config
-from shotwatch.sources import open_source
 
 
 def record_rate(shots: int) -> float:
@@ -28,27 +28,12 @@ def record_rate(shots: int) -> float:
     return shots / dt
 
 
-def source_rate(shots: int) -> float:
-    config = parse_config(tomllib.loads(config_text(rate=0, frames_every=0, four_rois=True)), origin="bench")
-    source = open_source(config)
-    source.open()
-    source.set_rois(rois={f"{r.name}/v1": r for r in config.roi})
-    t0 = time.perf_counter()
-    n = 0
-    while n < shots:
-        block = source.read(timeout=1.0)
-        n += len(block) if block is not None else 0
-    dt = time.perf_counter() - t0
-    source.close()
-    return n / dt
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shots", type=int, default=24_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    base, _ = median_of(args.repeats, lambda: source_rate(args.shots))
+    base, _ = median_of(args.repeats, lambda: sim_rate(args.shots))
     rate, runs = median_of(args.repeats, lambda: record_rate(args.shots))
     emit("record_sim_rate0", "shots_per_s", rate, "shots/s", baseline="simulator alone (same shots)",
          baseline_value=base, gate=">= 3000", ok=rate >= 3000, runs=[round(r) for r in runs],
