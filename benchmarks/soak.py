@@ -58,8 +58,8 @@ class StatusWatch:
     """Keeps the newest recorder heartbeat, read from the PUB socket like any console."""
 
     def __init__(self, control: str) -> None:
-        from shotwatch.recorder.client import NetFeed
-        from shotwatch.recorder.messages import StatusMsg
+        from shotwatch.link.messages import StatusMsg
+        from shotwatch.link.netfeed import NetFeed
 
         self._feed = NetFeed(control, read_only=True)
         self._kind = StatusMsg

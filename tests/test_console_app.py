@@ -261,7 +261,7 @@ async def test_mark_grab_and_thumbnail() -> None:
     import numpy as np
 
     import synth
-    from shotwatch.recorder.messages import ImageMsg, NoticeMsg
+    from shotwatch.link.messages import ImageMsg, NoticeMsg
     from test_console_fakes import SHAPE
 
     app, feed = fed()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import synth
-from shotwatch.recorder.messages import BlockMsg, Hello, Message, Reply, RoisMsg, Status, StatusMsg
+from shotwatch.link.messages import BlockMsg, Hello, Message, Reply, RoisMsg, Status, StatusMsg
 from shotwatch.schemas import Config, DetectorInfo, Roi, RoiTable, ShotBlock
 from shotwatch.schemas.source_info import SourceInfo
 
@@ -172,7 +172,7 @@ def demo(*, low_bandwidth: bool = False, rate_blocks: float = 2.0) -> None:
     ``PYTHONPATH=tests python -c "import test_console_fakes as f; f.demo()"``.
     """
     from shotwatch.console import make_app
-    from shotwatch.recorder.messages import ImageMsg
+    from shotwatch.link.messages import ImageMsg
 
     feed = MemFeed(config(rois=("bragg", "background")))
 

@@ -13,7 +13,7 @@ from shotwatch.console.model import LiveModel
 from shotwatch.console.plots import render_view
 from shotwatch.console.roiedit import grown, moved, new_roi_values, parse_form
 from shotwatch.console.thumb import downsample, thumbnail
-from shotwatch.recorder.messages import BlockMsg, RoisMsg, Status
+from shotwatch.link.messages import BlockMsg, RoisMsg, Status
 from shotwatch.reducers import Analysis, SummaryReducer
 from shotwatch.schemas import Roi, RoiTable, ShotBlock
 from test_console_fakes import MemFeed, blocks, config

@@ -6,7 +6,7 @@ import numpy as np
 
 from shotwatch.console import ReplayFeed
 from shotwatch.console.model import LiveModel
-from shotwatch.recorder.messages import BlockMsg, ImageMsg, Message, RoisMsg, StatusMsg
+from shotwatch.link.messages import BlockMsg, ImageMsg, Message, RoisMsg, StatusMsg
 from test_console_fakes import FakeReader, blocks
 
 

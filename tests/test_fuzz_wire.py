@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import synth
-from shotwatch.recorder import wire
-from shotwatch.recorder.client import NetFeed
-from shotwatch.recorder.messages import BlockMsg, ImageMsg, NoticeMsg, RoisMsg, Status, StatusMsg
+from shotwatch.link import wire
+from shotwatch.link.messages import BlockMsg, ImageMsg, NoticeMsg, RoisMsg, Status, StatusMsg
+from shotwatch.link.netfeed import NetFeed
 from shotwatch.schemas import RoiVersion
 from test_service import DET, Running, collect, make
 

@@ -14,9 +14,9 @@ import tomllib
 from pathlib import Path
 
 from shotwatch.console.model import LiveModel
+from shotwatch.link.messages import BlockMsg, RoisMsg
+from shotwatch.link.netfeed import NetFeed
 from shotwatch.recorder.acquire import Recorder
-from shotwatch.recorder.client import NetFeed
-from shotwatch.recorder.messages import BlockMsg, RoisMsg
 from shotwatch.recorder.service import Service
 from shotwatch.schemas import parse_config
 from test_record_reduce import assert_same_summary, fast_config_text, run_cli

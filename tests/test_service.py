@@ -25,10 +25,9 @@ import pytest
 import zmq
 
 import synth
-from shotwatch.recorder import runfile as rf
-from shotwatch.recorder import wire
-from shotwatch.recorder.client import NetFeed
-from shotwatch.recorder.messages import (
+from shotwatch.link import runfile as rf
+from shotwatch.link import wire
+from shotwatch.link.messages import (
     BlockMsg,
     ImageMsg,
     Message,
@@ -38,7 +37,9 @@ from shotwatch.recorder.messages import (
     Status,
     StatusMsg,
 )
-from shotwatch.recorder.service import READ_ONLY_ERROR, Service, _bind
+from shotwatch.link.netfeed import NetFeed
+from shotwatch.link.wire import READ_ONLY_ERROR
+from shotwatch.recorder.service import Service, _bind
 from shotwatch.schemas import Config, Roi, RoiTable, RoiVersion, UsageError, load_config
 from shotwatch.schemas.source_info import DetectorInfo, SourceInfo
 

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import synth
-from shotwatch.recorder import wire
-from shotwatch.recorder.messages import BlockMsg, ImageMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
+from shotwatch.link import wire
+from shotwatch.link.messages import BlockMsg, ImageMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 from shotwatch.schemas import Cutout, Roi, RoiVersion, ShotBlock
 
 

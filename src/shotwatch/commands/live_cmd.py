@@ -37,8 +37,8 @@ def _run_app(feed: Any, args: argparse.Namespace, *, label: str | None = None) -
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..link.netfeed import NetFeed
     from ..recorder.acquire import Recorder
-    from ..recorder.client import NetFeed
     from ..recorder.paths import log_path_for
     from ..recorder.service import Service
     from .record_cmd import setup_logging
@@ -74,7 +74,7 @@ def _acquire(recorder: Any) -> None:
 
 
 def _console(args: argparse.Namespace) -> int:
-    from ..recorder.client import NetFeed
+    from ..link.netfeed import NetFeed
 
     if args.connect is not None and not _ADDRESS.match(args.connect):
         raise UsageError(f"console --connect: expected tcp://HOST:PORT, found {args.connect!r}")

@@ -1,6 +1,6 @@
 """The terminal console (Textual): imported only by the command line.
 
-``make_app(feed, ...)`` builds the App for any :class:`~shotwatch.recorder.messages.Feed`:
+``make_app(feed, ...)`` builds the App for any :class:`~shotwatch.link.messages.Feed`:
 the network client of a live recorder, or :class:`ReplayFeed` over a recording.
 """
 

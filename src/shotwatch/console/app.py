@@ -24,7 +24,7 @@ from rich.color import ColorSystem
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from ..recorder.messages import Feed
+from ..link.protocols import Feed
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
 from .live import LiveScreen
 from .model import Snapshot

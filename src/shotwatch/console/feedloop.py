@@ -16,7 +16,8 @@ from typing import Any
 
 from textual.message import Message
 
-from ..recorder.messages import Feed, Hello, NoticeMsg, Reply
+from ..link.messages import Hello, NoticeMsg, Reply
+from ..link.protocols import Feed
 from .model import LiveModel, Snapshot
 
 __all__ = ["FeedLoop", "FeedNotice", "Greeted", "RequestDone", "SnapshotReady"]

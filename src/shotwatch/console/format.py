@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from rich.text import Text
 
-from ..recorder.messages import Status
+from ..link.messages import Status
 
 __all__ = [
     "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "sparkline",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..recorder.messages import BlockMsg, Hello, ImageMsg, Message, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, Hello, ImageMsg, Message, RoisMsg, Status, StatusMsg
 from ..reducers import (
     Analysis,
     Correlation,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import __version__
-from ..recorder.messages import BlockMsg, Hello, ImageMsg, Message, Reply, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, Hello, ImageMsg, Message, Reply, RoisMsg, Status, StatusMsg
 from ..schemas import Config, DetectorInfo, RoiTable, RoiVersion, ShotBlock
 from ..schemas.source_info import SourceInfo
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from .client import NetFeed
-from .runfile import find_runfile
 from .service import Service
-from .wire import WireError
 
-__all__ = ["NetFeed", "Service", "WireError", "find_runfile"]
+__all__ = ["Service"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from ..link.messages import BlockMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 from ..reducers import Analysis, SummaryReducer
 from ..schemas import Config, Roi, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
@@ -21,7 +22,6 @@ from ..sources import Source, open_source
 from .cut import cut_block, decimate_frames
 from .health import Health
 from .images import Grab, ImageWindow
-from .messages import BlockMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 from .sink import RecordingSink
 
 __all__ = ["Recorder", "recorded_points"]

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ..link.messages import ImageMsg, Reply
 from ..schemas import ShotBlock
-from .messages import ImageMsg, Reply
 
 __all__ = ["Grab", "ImageWindow"]
 

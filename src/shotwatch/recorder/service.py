@@ -28,19 +28,16 @@ from typing import Any
 import zmq
 
 from .. import __version__
+from ..link import wire
+from ..link.messages import Hello, Message, Reply, StatusMsg
+from ..link.runfile import RunFile, new_token, remove_runfile, write_runfile
+from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH, READ_ONLY_ERROR, STARTING_ERROR
 from ..schemas import UsageError
-from . import wire
-from .messages import Hello, Message, Reply, StatusMsg
-from .runfile import RunFile, new_token, remove_runfile, write_runfile
 
-__all__ = ["DEFAULT_CONTROL", "DEFAULT_PUBLISH", "READ_ONLY_ERROR", "STARTING_ERROR", "Service"]
+__all__ = ["Service"]
 
 log = logging.getLogger("shotwatch.recorder.service")
 
-DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
-DEFAULT_CONTROL = "tcp://127.0.0.1:5561"
-READ_ONLY_ERROR = "read-only: this request needs the control token from the run file"
-STARTING_ERROR = "starting: the recorder is still opening its source; try again"
 MAX_PENDING = 64  # requests waiting on the recorder at once; beyond that, "busy"
 MAX_REQUEST_BYTES = 1 << 16  # a request is a few hundred bytes; zmq drops larger peers
 POLL_MS = 100  # the control thread notices close() within this

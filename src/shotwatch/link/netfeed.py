@@ -25,12 +25,13 @@ from pydantic import ValidationError
 from ..schemas import RoiVersion
 from . import runfile as rf
 from . import wire
-from .messages import BlockMsg, Feed, Hello, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
-from .service import DEFAULT_CONTROL, STARTING_ERROR
+from .messages import BlockMsg, Hello, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
+from .protocols import Feed
+from .wire import DEFAULT_CONTROL, STARTING_ERROR
 
 __all__ = ["NetFeed"]
 
-log = logging.getLogger("shotwatch.recorder.client")
+log = logging.getLogger("shotwatch.link.netfeed")
 
 HEARTBEAT_TIMEOUT = 3.0  # s without a status before ``connected`` is false
 PROBE_EVERY = 1.0  # s between hellos while disconnected

@@ -29,7 +29,7 @@ from ..schemas import ROI_NAME, Cutout, Roi, RoiVersion, ShotBlock, split_roi_ke
 from .messages import BlockMsg, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 
 __all__ = [
-    "CHANGING_OPS", "OPS", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
+    "CHANGING_OPS", "DEFAULT_CONTROL", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
     "decode_request", "encode", "encode_reply", "encode_request",
 ]
 
@@ -38,6 +38,10 @@ TOPICS = ("block", "status", "notice", "rois", "image")
 OPS = ("hello", "list_rois", "set_roi", "delete_roi", "grab", "mark", "stop")
 CHANGING_OPS = frozenset({"set_roi", "delete_roi", "grab", "mark", "stop"})
 """Requests that need the control token."""
+DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5561"
+READ_ONLY_ERROR = "read-only: this request needs the control token from the run file"
+STARTING_ERROR = "starting: the recorder is still opening its source; try again"
 
 # Bounds: generous for real data (a 1,200-shot block of 100x100 uint16 cutouts is 24 MB),
 # small enough that a hostile or corrupt message cannot make a console allocate gigabytes.

@@ -2,13 +2,13 @@
 
 ``wire`` turns these into ZeroMQ frames (a small msgpack header plus raw array buffers) and
 back, validating everything on receipt. A console sees only these types, whichever feed it
-reads (the network client, or a replay of a recording), through the :class:`Feed` protocol.
+reads (the network client, or a replay of a recording), through the :class:`~shotwatch.link.protocols.Feed` protocol.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,7 @@ from ..schemas import Config, RoiVersion, ShotBlock
 from ..schemas.source_info import SourceInfo
 
 __all__ = [
-    "BlockMsg", "Feed", "Hello", "ImageMsg", "Message", "NoticeMsg", "Reply", "RoisMsg", "Status",
+    "BlockMsg", "Hello", "ImageMsg", "Message", "NoticeMsg", "Reply", "RoisMsg", "Status",
     "StatusMsg",
 ]
 
@@ -134,38 +134,3 @@ class Reply:
     ok: bool
     error: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
-
-
-class Feed(Protocol):
-    """What a console reads from: the live network client or a replay.
-
-    Every method returns within its timeout; none raises for a vanished recorder (the feed
-    reports it through ``connected`` and keeps trying).
-    """
-
-    read_only: bool
-    """True when requests that change anything will be refused."""
-
-    def hello(self, *, timeout: float) -> Hello | None:
-        """The recorder's hello (None if it did not answer in time)."""
-
-    def poll(self, *, timeout: float) -> list[Message]:
-        """Messages that arrived, waiting at most ``timeout`` s for the first.
-
-        A slow reader gets the newest data: the feed drops whole blocks and counts them
-        in ``skipped``.
-        """
-
-    @property
-    def skipped(self) -> int:
-        """Blocks dropped (sequence gaps or drained backlog) so far."""
-
-    @property
-    def connected(self) -> bool:
-        """False once the heartbeat has been missing for a few seconds."""
-
-    def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> Reply:
-        """A control request: set_roi, delete_roi, list_rois, grab, mark, stop."""
-
-    def close(self) -> None:
-        """Release sockets/files; idempotent."""
