@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shotwatch.link.protocols import NullListener
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.schemas import parse_config
 from test_record_reduce import fast_config_text, run_cli
@@ -32,8 +33,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-class Watch:
+class Watch(NullListener):
     """Listener recording what consoles would see."""
+
+    wants_blocks = True
 
     def __init__(self) -> None:
         self.blocks_after_failure = 0
@@ -59,7 +62,7 @@ def test_disk_full_stops_recording_not_live(small_disk: Path) -> None:
     rec = small_disk / "full.zarr"
     recorder = Recorder(config, out=str(rec), commit_seconds=0.05)
     watch = Watch()
-    recorder.listeners.append(watch)
+    recorder.add_listener(watch)
     recorder.run(shots=200_000)
     status = recorder.status()
     assert "failed" in watch.states, watch.notices

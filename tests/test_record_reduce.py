@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shotwatch.cli import main
+from shotwatch.link.protocols import NullListener
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.schemas import Roi, load_config, parse_config
 from shotwatch.schemas.loading import demo_text
@@ -103,7 +104,9 @@ def test_live_equals_replay_with_roi_edits(tmp_path_factory: pytest.TempPathFact
     recorder = Recorder(config, out=str(tmp / "r.zarr"))
     calls = {"n": 0}
 
-    class EditOnce:
+    class EditOnce(NullListener):
+        wants_blocks = True
+
         def on_block(self, msg: Any) -> None:
             calls["n"] += 1
             if edit_after is not None and calls["n"] == edit_after:
@@ -111,7 +114,7 @@ def test_live_equals_replay_with_roi_edits(tmp_path_factory: pytest.TempPathFact
                 recorder.set_roi(Roi(name=roi.name, detector=roi.detector,
                                      x=(roi.x[0] + dx + 20, roi.x[1] + dx + 20), y=roi.y))
 
-    recorder.listeners.append(EditOnce())
+    recorder.add_listener(EditOnce())
     recorder.run(shots=shots)
     live = recorder.summary()
     out = tmp / "live.json"

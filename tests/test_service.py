@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ class StandIn:
 
     def __init__(self, *, period: float = 0.05, n: int = 20, hang: bool = False) -> None:
         self.listeners: list[Any] = []
-        self.extra_counters: Callable[[], dict[str, int]] | None = None
+        self.counters: list[Callable[[], Mapping[str, int]]] = []
         self.config = Config()
         self.info = SourceInfo(kind="sim", run=1, detectors={DET: DetectorInfo(shape=(64, 32), dtype="float32", ev_per_adu=3.65)})
         self.rois = RoiTable()
@@ -63,6 +63,18 @@ class StandIn:
         self._requests: queue.Queue[tuple[Callable[[], Reply | None], Future[Reply]]] = queue.Queue()
         self._grabs: list[tuple[int, Future[Reply]]] = []
         self._stopping = threading.Event()
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        self.listeners.remove(listener)
+
+    def add_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        self.counters.append(counters)
+
+    def remove_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        self.counters.remove(counters)
 
     def set_roi(self, roi: Roi) -> Future[Reply]:
         return self._submit(lambda: self._set(roi))
@@ -113,7 +125,7 @@ class StandIn:
             self._grab_tick()
             if time.monotonic() - t_status > 0.3:
                 t_status = time.monotonic()
-                counters = self.extra_counters() if self.extra_counters else {}
+                counters = {k: n for more in self.counters for k, n in more().items()}
                 self.last_status = Status(time=time.time(), source="sim", seq=self.seq, counters=counters)
                 self._emit("on_status", StatusMsg(self.last_status))
             if self.period:

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..link.messages import StatusMsg
+from ..link.protocols import NullListener
 from ..schemas import SourceError, UsageError, load_config
 from ._argtypes import positive
 
@@ -37,13 +39,13 @@ def setup_logging(log_path: Path | None, *, to_stderr: bool) -> None:
         root.addHandler(sh)
 
 
-class _Progress:
+class _Progress(NullListener):
     """The progress line on a terminal: shots, rate, size (only when stderr is a tty)."""
 
     def __init__(self, total: int | None) -> None:
         self.total = total
 
-    def on_status(self, msg: Any) -> None:
+    def on_status(self, msg: StatusMsg) -> None:
         s = msg.status
         of = f"/{self.total}" if self.total else ""
         size = s.bytes / 1e6
@@ -51,7 +53,7 @@ class _Progress:
         sys.stderr.flush()
 
 
-class _LogBeside:
+class _LogBeside(NullListener):
     """Each new recording (a new run of the source) gets its own log beside it."""
 
     def on_recording(self, path: Path) -> None:
@@ -84,9 +86,9 @@ def _record(args: argparse.Namespace) -> int:
         raise SourceError(f"{args.config}: {exc}" if args.config else str(exc)) from None
     assert recorder.sink is not None and recorder.sink.first_path is not None
     setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
-    recorder.listeners.append(_LogBeside())
+    recorder.add_listener(_LogBeside())
     if sys.stderr.isatty():
-        recorder.listeners.append(_Progress(args.shots))
+        recorder.add_listener(_Progress(args.shots))
 
     def stop(signum: int, frame: object) -> None:
         recorder.stop()

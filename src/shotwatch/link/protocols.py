@@ -23,6 +23,10 @@ class Listener(Protocol):
     acquisition); an exception is logged by the recorder and otherwise ignored.
     """
 
+    wants_blocks: bool
+    """False for a listener that ignores :meth:`on_block`: with none that wants them, the
+    recorder does not even join its pending blocks into one message."""
+
     def on_block(self, msg: BlockMsg) -> None:
         """A block of shots (cutouts and points, never full frames), sequence-numbered."""
 
@@ -44,6 +48,8 @@ class Listener(Protocol):
 
 class NullListener:
     """A :class:`Listener` that ignores everything: subclass it and override what you need."""
+
+    wants_blocks = False
 
     def on_block(self, msg: BlockMsg) -> None:
         """Ignored."""

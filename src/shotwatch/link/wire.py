@@ -29,7 +29,7 @@ from ..schemas import ROI_NAME, Cutout, Roi, RoiVersion, ShotBlock, split_roi_ke
 from .messages import BlockMsg, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 
 __all__ = [
-    "CHANGING_OPS", "DEFAULT_CONTROL", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
+    "CHANGING_OPS", "DEFAULT_CONTROL", "DeleteArgs", "GrabArgs", "MarkArgs", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
     "decode_request", "encode", "encode_reply", "encode_request",
 ]
 
@@ -142,22 +142,22 @@ class _NoArgs(_Strict):
     pass
 
 
-class _DeleteArgs(_Strict):
+class DeleteArgs(_Strict):
     name: Annotated[str, Field(pattern=ROI_NAME)]
 
 
-class _GrabArgs(_Strict):
+class GrabArgs(_Strict):
     detector: Name
     n: Annotated[int, Field(ge=1, le=100_000)]
 
 
-class _MarkArgs(_Strict):
+class MarkArgs(_Strict):
     text: Annotated[str, Field(max_length=1000)]
 
 
 _ARGS: dict[str, type[BaseModel]] = {
     "hello": _NoArgs, "list_rois": _NoArgs, "stop": _NoArgs, "set_roi": Roi,
-    "delete_roi": _DeleteArgs, "grab": _GrabArgs, "mark": _MarkArgs,
+    "delete_roi": DeleteArgs, "grab": GrabArgs, "mark": MarkArgs,
 }
 
 

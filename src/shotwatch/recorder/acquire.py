@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from ..link.messages import BlockMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, ImageMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
+from ..link.protocols import Listener
 from ..reducers import Analysis, SummaryReducer
 from ..schemas import Config, Roi, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
@@ -51,7 +52,8 @@ class Recorder:
     def __init__(self, config: Config, *, out: str | None = None, append: bool = False,
                  commit_seconds: float = 2.0, record: bool = True) -> None:
         self.config = config
-        self.listeners: list[Any] = []
+        self._listeners: list[Listener] = []
+        self._counters: list[Callable[[], Mapping[str, int]]] = []
         self.rois = RoiTable()
         self.health = Health()
         self.sink = RecordingSink(config, template=out or config.record.out, append=append,
@@ -67,7 +69,6 @@ class Recorder:
         self._shot = 0  # shot index in the current recording
         self._next_frame = 0
         self._timers = {"publish": 0.0, "status": 0.0, "image": 0.0, "rotate": 0.0, "commit": time.monotonic()}
-        self.extra_counters: Callable[[], dict[str, int]] | None = None
         self._last_tag = -1
         self._old_tags = 0
         self._rois_snapshot: tuple[RoiVersion, ...] = ()
@@ -114,7 +115,7 @@ class Recorder:
         self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
         self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         path = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
-        self._emit("on_recording", path)
+        self._emit(lambda listener: listener.on_recording(path))
         log.info("recording to %s", path)
         self._announce_rois()
 
@@ -124,6 +125,25 @@ class Recorder:
         if self._source is not None:
             self._source.close()
         self._emit_status()
+
+    # --- listeners and counters ------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Hear everything the recorder emits, from the acquire thread, until removed."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop hearing; a listener not added is ignored."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def add_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Counted faults of another part (the network service) to show in the status."""
+        self._counters.append(counters)
+
+    def remove_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        if counters in self._counters:
+            self._counters.remove(counters)
 
     # --- requests (any thread) ---------------------------------------------------------
 
@@ -209,7 +229,8 @@ class Recorder:
 
     def _announce_rois(self) -> None:
         self._rois_snapshot = tuple(self.rois.all())
-        self._emit("on_rois", RoisMsg(self._rois_snapshot))
+        msg = RoisMsg(self._rois_snapshot)
+        self._emit(lambda listener: listener.on_rois(msg))
 
     def _do_mark(self, text: str) -> Reply:
         mark = self.sink.mark(text, tag=self.health.last_tag, at=time.time()) if self.sink else None
@@ -274,7 +295,7 @@ class Recorder:
             msg = grab.add(block)
             if msg is not None:
                 self._grabs.remove(grab)
-                self._emit("on_image", msg)
+                self._emit_image(msg)
         self.health.add(block)
         self._summary = self._summary_reducer.update(self._summary, block)
         if self.sink is not None:
@@ -345,7 +366,7 @@ class Recorder:
             self._timers["status"] = now
         if now - self._timers["image"] >= IMAGE_EVERY:
             for msg in self._images.messages():
-                self._emit("on_image", msg)
+                self._emit_image(msg)
             self._timers["image"] = now
 
     def _flush_publish(self) -> None:
@@ -353,10 +374,10 @@ class Recorder:
             return
         pending, self._pending = self._pending, []
         self._seq += 1
-        if not any(hasattr(listener, "on_block") for listener in self.listeners):
+        if not any(listener.wants_blocks for listener in self._listeners):
             return  # headless: joining the blocks would only copy memory
-        block = ShotBlock.concat(pending)
-        self._emit("on_block", BlockMsg(self._seq, block))
+        msg = BlockMsg(self._seq, ShotBlock.concat(pending))
+        self._emit(lambda listener: listener.on_block(msg))
 
     def _drain_source_notices(self) -> None:
         if self._source is not None:
@@ -368,8 +389,8 @@ class Recorder:
     def status(self) -> Status:
         src = self._source.status() if self._source else None
         counters = dict(src.counters) if src else {}
-        if self.extra_counters is not None:
-            counters.update(self.extra_counters())
+        for more in self._counters:
+            counters.update(more())
         if self._old_tags:
             counters["tags not increasing"] = self._old_tags
         sink = self.sink
@@ -386,20 +407,22 @@ class Recorder:
         )
 
     def _emit_status(self) -> None:
-        self._emit("on_status", StatusMsg(self.status()))
+        msg = StatusMsg(self.status())
+        self._emit(lambda listener: listener.on_status(msg))
+
+    def _emit_image(self, msg: ImageMsg) -> None:
+        self._emit(lambda listener: listener.on_image(msg))
 
     def _notice(self, text: str | None, *, level: str = "warning") -> None:
         if not text:
             return
         log.log(logging.INFO if level == "info" else logging.WARNING, "%s", text)
-        self._emit("on_notice", NoticeMsg(time.time(), text, level))  # type: ignore[arg-type]
+        msg = NoticeMsg(time.time(), text, level)  # type: ignore[arg-type]
+        self._emit(lambda listener: listener.on_notice(msg))
 
-    def _emit(self, hook: str, msg: object) -> None:
-        for listener in list(self.listeners):
-            fn = getattr(listener, hook, None)
-            if fn is None:
-                continue
+    def _emit(self, call: Callable[[Listener], None]) -> None:
+        for listener in list(self._listeners):
             try:
-                fn(msg)
+                call(listener)
             except Exception:
-                log.exception("listener %r failed on %s", listener, hook)
+                log.exception("listener %r failed", listener)

@@ -15,24 +15,25 @@ token from the run file; malformed requests get an error reply and are counted i
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
 from .. import __version__
 from ..link import wire
-from ..link.messages import Hello, Message, Reply, StatusMsg
+from ..link.messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
+from ..link.protocols import Listener, NullListener
 from ..link.runfile import RunFile, new_token, remove_runfile, write_runfile
 from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH, READ_ONLY_ERROR, STARTING_ERROR
-from ..schemas import UsageError
+from ..schemas import Config, Roi, RoiVersion, SourceInfo, UsageError
 
 __all__ = ["Service"]
 
@@ -41,6 +42,21 @@ log = logging.getLogger("shotwatch.recorder.service")
 MAX_PENDING = 64  # requests waiting on the recorder at once; beyond that, "busy"
 MAX_REQUEST_BYTES = 1 << 16  # a request is a few hundred bytes; zmq drops larger peers
 POLL_MS = 100  # the control thread notices close() within this
+
+
+class Served(Protocol):
+    """What the service needs of a recorder: listeners, counters, requests, a hello snapshot."""
+
+    def add_listener(self, listener: Listener) -> None: ...
+    def remove_listener(self, listener: Listener) -> None: ...
+    def add_counters(self, counters: Callable[[], Mapping[str, int]]) -> None: ...
+    def remove_counters(self, counters: Callable[[], Mapping[str, int]]) -> None: ...
+    def set_roi(self, roi: Roi) -> Future[Reply]: ...
+    def delete_roi(self, name: str) -> Future[Reply]: ...
+    def grab(self, detector: str, n: int) -> Future[Reply]: ...
+    def mark(self, text: str) -> Future[Reply]: ...
+    def stop(self) -> Future[Reply]: ...
+    def hello_parts(self) -> tuple[Config, SourceInfo | None, list[RoiVersion]]: ...
 
 
 @dataclass
@@ -52,12 +68,12 @@ class _Pending:
     timeout: float
 
 
-class Service:
+class Service(NullListener):
     """Publishes a Recorder's output and serves its control requests.
 
     Args:
-        recorder: the :class:`~shotwatch.recorder.acquire.Recorder` (or anything with its
-            ``listeners``, request methods and ``hello_parts``).
+        recorder: the :class:`~shotwatch.recorder.acquire.Recorder`, or anything else that is
+            :class:`Served` (tests use a stand-in).
         publish: PUB address; None = the default (a free port if taken); ``"auto"`` = a free
             port on 127.0.0.1.
         control: control address, same rules.
@@ -67,7 +83,9 @@ class Service:
         runtime_dir: run-file directory (default: the user's runtime directory).
     """
 
-    def __init__(self, recorder: Any, *, publish: str | None = None, control: str | None = None,
+    wants_blocks = True
+
+    def __init__(self, recorder: Served, *, publish: str | None = None, control: str | None = None,
                  runfile: bool = True, request_timeout: float = 10.0, sndhwm: int = 16,
                  runtime_dir: str | None = None) -> None:
         self.recorder = recorder
@@ -125,16 +143,13 @@ class Service:
                                          token=self.token, directory=self._runtime_dir)
         self._thread = threading.Thread(target=self._serve, args=(ctl,), name="shotwatch-control", daemon=True)
         self._thread.start()  # the ROUTER socket belongs to that thread from here on
-        self.recorder.listeners.append(self)
-        if hasattr(self.recorder, "extra_counters"):
-            self.recorder.extra_counters = self.counters_snapshot
+        self.recorder.add_listener(self)
+        self.recorder.add_counters(self.counters_snapshot)
 
     def close(self) -> None:
         """Stop serving, close the sockets and remove the run file; idempotent."""
-        with contextlib.suppress(ValueError):
-            self.recorder.listeners.remove(self)
-        if getattr(self.recorder, "extra_counters", None) == self.counters_snapshot:
-            self.recorder.extra_counters = None
+        self.recorder.remove_listener(self)
+        self.recorder.remove_counters(self.counters_snapshot)
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -168,20 +183,20 @@ class Service:
 
     # --- publishing (recorder's acquire thread) -----------------------------------------
 
-    def on_block(self, msg: Message) -> None:
+    def on_block(self, msg: BlockMsg) -> None:
         self.publish(msg)
 
     def on_status(self, msg: StatusMsg) -> None:
         self._follow_recording(msg.status.recording)
         self.publish(msg)
 
-    def on_notice(self, msg: Message) -> None:
+    def on_notice(self, msg: NoticeMsg) -> None:
         self.publish(msg)
 
-    def on_rois(self, msg: Message) -> None:
+    def on_rois(self, msg: RoisMsg) -> None:
         self.publish(msg)
 
-    def on_image(self, msg: Message) -> None:
+    def on_image(self, msg: ImageMsg) -> None:
         self.publish(msg)
 
     def publish(self, msg: Message) -> None:
@@ -284,21 +299,15 @@ class Service:
 
     def _forward(self, req: wire.Request) -> Future[Reply]:
         args = req.args
-        if req.op == "set_roi":
-            future = self.recorder.set_roi(args)
-        elif req.op == "delete_roi":
-            future = self.recorder.delete_roi(args.name)  # type: ignore[attr-defined]
-        elif req.op == "grab":
-            future = self.recorder.grab(args.detector, args.n)  # type: ignore[attr-defined]
-        elif req.op == "mark":
-            future = self.recorder.mark(args.text)  # type: ignore[attr-defined]
-        else:
-            future = self.recorder.stop()
-        if not isinstance(future, Future):  # a recorder whose stop() returns nothing
-            done: Future[Reply] = Future()
-            done.set_result(Reply(True))
-            future = done
-        return future
+        if isinstance(args, Roi):
+            return self.recorder.set_roi(args)
+        if isinstance(args, wire.DeleteArgs):
+            return self.recorder.delete_roi(args.name)
+        if isinstance(args, wire.GrabArgs):
+            return self.recorder.grab(args.detector, args.n)
+        if isinstance(args, wire.MarkArgs):
+            return self.recorder.mark(args.text)
+        return self.recorder.stop()
 
     def _flush(self, ctl: zmq.Socket[bytes]) -> None:
         now = time.monotonic()
