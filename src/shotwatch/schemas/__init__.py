@@ -26,9 +26,10 @@ from .loading import demo_text, load_config, parse_config
 from .rois import RoiTable, RoiVersion
 from .shotblock import Cutout, Frames, ShotBlock, roi_key, split_roi_key
 from .source_info import DetectorInfo, SourceInfo
+from .versions import AnalysisVersion, DarkFrame, DarkVersion
 
 __all__ = [
-    "ROI_NAME", "Calibration", "Config", "ConfigError", "Cutout", "DetectorInfo", "SourceInfo", "EdgesRange", "Frames", "I0",
+    "AnalysisVersion", "DarkFrame", "DarkVersion", "ROI_NAME", "Calibration", "Config", "ConfigError", "Cutout", "DetectorInfo", "SourceInfo", "EdgesRange", "Frames", "I0",
     "KaraboSource", "PointPumpProbe", "PumpProbe", "Record", "RecordingError", "ReplaySource",
     "Roi", "RoiTable", "RoiVersion", "SaclaSource", "Scan", "ShotBlock", "ShotwatchRuntimeError", "SimSource", "Source",
     "SourceError", "TagModuloPumpProbe", "UsageError", "Veto", "demo_text", "load_config",
