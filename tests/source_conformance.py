@@ -25,7 +25,7 @@ import pytest
 from shotwatch.schemas import Roi, ShotBlock, SourceInfo, roi_key
 from shotwatch.sources import Source, SourceStatus
 
-STATES = {"running", "paused", "stopped", "waiting", "disconnected", "ended"}
+STATES = {"running", "paused", "stopped", "no run", "waiting", "disconnected", "ended"}
 
 
 class SourceConformance:

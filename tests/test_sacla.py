@@ -26,7 +26,7 @@ import dbpy  # noqa: E402
 import olpy  # noqa: E402
 
 REPO = Path(__file__).parents[1]
-FAST = {"speed": 4.0, "frame_shape": (64, 32)}  # 240 shots/s of emulated time, small frames
+FAST = {"speed": 4.0, "frame_shape": (64, 32)}  # 120 shots/s of wall time (30 Hz x 4), small frames
 
 
 @pytest.fixture
@@ -265,16 +265,21 @@ def test_full_frames_carry_the_bragg_spot(opened: Callable[..., SaclaStream]) ->
 # --- faults -------------------------------------------------------------------------------------
 
 
-def test_failed_point_read_is_nan_counted_and_noticed(emu: E.Emulator,
-                                                      opened: Callable[..., SaclaStream]) -> None:
+def test_a_failed_point_read_is_retried_while_young_then_nan_counted_and_noticed(
+        emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
     src = opened(rois=[])
-    emu.configure(fail_equip={E.I0: 3})
+    gather(src, 0.3)
+    emu.configure(fail_equip={E.I0: 3})  # three failed reads: the shots wait and are read again
     blocks = gather(src, 1.0)
+    assert all(np.isfinite(b.points[E.I0]).all() for b in blocks) and "read errors" not in src.status().counters
+    emu.configure(fail_equip=[E.I0])  # fails for good: after source.latency, NaN
+    blocks = gather(src, 1.5)
     bad = [b for b in blocks if np.isnan(b.points[E.I0]).all()]
-    assert len(bad) == 3 and all(np.isfinite(b.points[E.DELAY]).all() for b in bad)
-    assert np.isfinite(blocks[-1].points[E.I0]).all()  # the source kept going
+    assert bad and all(np.isfinite(b.points[E.DELAY]).all() for b in bad)
     st = src.status()
-    assert st.counters["read errors"] == 3 and st.missing[E.I0] == sum(len(b) for b in bad)
+    assert st.counters["read errors"] == len(bad) and st.missing[E.I0] == sum(len(b) for b in bad)
+    emu.configure(fail_equip={})
+    assert wait_for(lambda: (b := src.read(timeout=0.1)) is not None and bool(np.isfinite(b.points[E.I0]).all()), 3.0)
     notes = src.notices()
     assert any(n.startswith(E.I0 + ": read failed") and "NaN" in n for n in notes)
     assert len([n for n in notes if "read failed" in n]) == 1  # repeats are throttled
@@ -400,29 +405,31 @@ def test_database_down_at_open(emu: E.Emulator, opened: Callable[..., SaclaStrea
 
 def test_read_timeout_is_honoured(emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
     src = opened(rois=[])
-    emu.set_status(1)
     gather(src, 0.3)
+    emu.freeze()  # no new tag
+    gather(src, 0.4)
     for timeout in (0.0, 0.05, 0.2):
         t = time.monotonic()
         assert src.read(timeout=timeout) is None
         assert time.monotonic() - t < timeout + 0.1
 
 
-def test_paused_and_stopped_runs_are_states_not_errors(emu: E.Emulator,
-                                                       opened: Callable[..., SaclaStream]) -> None:
+def test_paused_and_stopped_runs_are_states_and_shots_still_come(emu: E.Emulator,
+                                                                  opened: Callable[..., SaclaStream]) -> None:
     src = opened(rois=[])
     gather(src, 0.3)
     assert src.status().state == "running"
     emu.set_status(1)
     assert wait_for(lambda: src.status().state == "paused", 1.0)
-    gather(src, 0.2)
-    assert gather(src, 0.3) == []
+    assert gather(src, 0.4)  # the beam and the detectors still deliver: followed as before
     emu.set_status(2)
     assert wait_for(lambda: src.status().state == "running", 1.0)
-    assert gather(src, 0.4)
     emu.set_status(0)
-    assert wait_for(lambda: src.status().state == "stopped", 1.0)
-    assert any("paused" in n for n in src.notices())
+    assert wait_for(lambda: src.status().state == "no run", 1.0)
+    between = gather(src, 0.5)
+    assert between and {b.run for b in between} == {emu.runs[-1].number}  # the newest run number
+    notes = src.notices()
+    assert any("paused" in n for n in notes) and any(n.endswith("no run (shots still followed)") for n in notes)
 
 
 def test_a_new_run_starts_with_a_block_of_that_run(emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
@@ -474,13 +481,12 @@ def test_octal_mpccd_sensors_and_set_rois(emu: E.Emulator, opened: Callable[...,
 
 
 def test_polling_sleeps(emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
-    src = opened(rois=[])
-    emu.set_status(1)
+    opened(rois=[])
+    emu.freeze()  # nothing new: polls only
     time.sleep(0.2)
     cpu, wall = time.process_time(), time.monotonic()
     time.sleep(1.0)
     assert time.process_time() - cpu < 0.25 * (time.monotonic() - wall)
-    assert src.status().state == "paused"
 
 
 def test_fixture_config_opens(emu: E.Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -509,10 +515,136 @@ def test_emulator_behaves_like_the_facility(emu: E.Emulator) -> None:
     reader = olpy.StorageReader(E.SINGLE)
     buf = olpy.StorageBuffer(reader)
     assert reader.collect(buf, int(tags[-1])) == tags[-1]
-    assert buf.read_det_info(0)["mp_absgain"] == E.GAIN
+    info = buf.read_det_info(0)
+    assert info["mp_absgain"] == E.GAIN and {"mp_pixelsizex", "mp_pixelsizey", "mp_posx", "mp_posy"} <= set(info)
     with pytest.raises(olpy.APIError, match="left the buffer"):
         reader.collect(buf, int(tags[0]))
     with pytest.raises(olpy.APIError, match="not in stream"):
         olpy.StorageReader("MPCCD-nothing")
     with pytest.raises(TypeError):
         emu.configure(no_such_option=1)
+    # as strict as the C extension: a tuple of Python ints, nothing else
+    for bad in ([int(tags[-1])], (np.int64(tags[-1]),), (float(tags[-1]),)):
+        with pytest.raises(TypeError):
+            dbpy.read_syncdatalist_float(E.I0, E.HIGHTAG, bad)
+    with pytest.raises(TypeError):
+        dbpy.read_runstatus(3.0, run)
+    with pytest.raises(TypeError):
+        reader.collect(buf, np.int64(tags[-1]))
+
+
+# --- the facility as it really runs (issue 11) --------------------------------------------------
+
+
+def delivered(blocks: list[ShotBlock]) -> np.ndarray:
+    tags = np.concatenate([b.tags for b in blocks])
+    assert np.all(np.diff(tags) > 0), "a tag delivered twice or out of order"
+    return tags
+
+
+def real_shots(lo: int, hi: int) -> np.ndarray:
+    """Every tag in [lo, hi] that is a shot (the reference recorded it), run or no run."""
+    tags = np.arange(lo, hi + 1, dtype=np.int64)
+    return tags[np.isfinite(dbpy._emu.values(E.REF, tags))]
+
+
+def test_the_tag_clock_is_60_hz_and_a_shared_beamline_gets_30_shots_a_second(emu: E.Emulator) -> None:
+    emu.freeze()
+    run = emu.runs[-1]
+    tags = run_tags(run.number)
+    seconds = emu.now() - float(run.intervals[0][0])  # type: ignore[arg-type]
+    assert np.all(np.diff(tags) == 2) and abs(len(tags) - 30 * seconds) <= 1
+    assert (tags[-1] - tags[0]) / (len(tags) - 1) / E.TAG_HZ == pytest.approx(1 / 30)
+
+
+def test_runs_between_runs_and_three_run_changes_lose_and_double_nothing(
+        emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
+    src = opened(rois=[])
+    first_run = emu.runs[-1].number
+    blocks = gather(src, 0.3)
+    for _ in range(3):
+        emu.set_status(0)  # alignment between runs: the beam still comes
+        blocks += gather(src, 0.3)
+        emu.new_run()
+        blocks += gather(src, 0.4)
+    tags = delivered(blocks)
+    np.testing.assert_array_equal(tags, real_shots(int(tags[0]), int(tags[-1])))  # none lost
+    starts = {r.number: int(run_tags(r.number)[0]) for r in emu.runs if r.number > first_run}
+    for b in blocks:  # each shot labelled with exactly one run: the newest whose first tag it reached
+        expect = max([first_run] + [n for n, t0 in starts.items() if t0 <= b.tags[0]])
+        assert b.run == expect and all(b.tags[-1] < t0 for n, t0 in starts.items() if n > expect)
+    for run in emu.runs:  # every tag of a run's own list is delivered under that run
+        own = run_tags(run.number)
+        got = np.concatenate([b.tags for b in blocks if b.run == run.number])
+        assert np.isin(own[(own >= tags[0]) & (own <= tags[-1])], got).all()
+    assert [b.run for b in blocks] == sorted(b.run for b in blocks)
+    assert len({b.run for b in blocks}) == 4
+
+
+def test_started_between_runs_the_next_run_gets_its_own_shots(
+        emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
+    emu.set_status(0)
+    stopped = emu.runs[-1].number
+    src = opened(rois=[])
+    before = gather(src, 0.4)
+    assert before and {b.run for b in before} == {stopped} and src.status().state == "no run"
+    new = emu.new_run()
+    after = gather(src, 0.6)
+    first_new = next(b for b in after if b.run == new)
+    assert first_new.tags[0] == run_tags(new)[0]
+    assert all(b.tags[-1] < first_new.tags[0] for b in before + after if b.run == stopped)
+    assert wait_for(lambda: src.status().state == "running") and src.describe().run == new
+
+
+def test_a_poll_costs_the_same_an_hour_into_a_run(opened: Callable[..., SaclaStream]) -> None:
+    """Reading only new tags: what dbpy returns per shot is the same after 5 s or 1 h of run."""
+    per_shot = []
+    for history in (5.0, 3600.0):
+        dbpy._emu.reset(history=history, **FAST)
+        try:
+            assert len(run_tags(dbpy._emu.runs[-1].number)) >= (108_000 if history > 60 else 0)
+            dbpy._emu.reset(history=history, **FAST)
+            src = opened(rois=[])
+            gather(src, 0.3)
+            items = dbpy._emu.items
+            shots = sum(len(b) for b in gather(src, 1.0))
+            per_shot.append((dbpy._emu.items - items) / shots)
+            assert dbpy._emu.calls.get("read_taglist_byrun", 0) == 0
+            src.close()
+        finally:
+            dbpy._emu.reset()
+    assert per_shot[1] < 1.5 * per_shot[0], per_shot
+
+
+@pytest.mark.parametrize(("latency", "nan_expected"), [(None, False), (0.0, True)])
+def test_late_point_values_are_waited_for(emu: E.Emulator, opened: Callable[..., SaclaStream],
+                                          latency: float | None, nan_expected: bool) -> None:
+    emu.configure(point_latency=0.6)  # values reach the database 0.6 s after their tag
+    src = opened(rois=[], **({} if latency is None else {"latency": latency}))
+    blocks = gather(src, 1.5)
+    late_nan = 0
+    for b in blocks:
+        for name, values in b.points.items():
+            late_nan += int((np.isnan(values) & np.isfinite(emu.values(name, b.tags, final=True))).sum())
+    assert (late_nan > 0) == nan_expected, late_nan  # 0 with the default 1 s; many without waiting
+    delivered(blocks)
+
+
+def test_the_default_reference_follows_the_beamline(emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
+    assert config().source.reference == E.REF  # type: ignore[union-attr]
+    src = opened(rois=[], beamline=2)
+    assert src.cfg.reference == "xfel_bl_2_tc_bm_1_pd/charge"
+    assert gather(src, 0.4)
+
+
+def test_a_detector_joining_late_is_described_before_its_frames(emu: E.Emulator,
+                                                                opened: Callable[..., SaclaStream]) -> None:
+    emu.configure(late_det={E.SINGLE: emu.now() - emu.run_start_seconds() + 1.0})  # in 1 s of the run
+    src = opened()
+    assert E.SINGLE not in src.describe().detectors and src.status().not_in_stream == [E.SINGLE]
+    blocks = gather(src, 3.0, until=lambda: bool(src.status().not_in_stream == []))
+    blocks += gather(src, 0.5)
+    first = next(b for b in blocks if E.SINGLE in b.frames)
+    det = src.describe().detectors[E.SINGLE]  # shape, dtype and eV/ADU for the recording
+    assert det.shape == (64, 32) and det.dtype == "float32" and det.ev_per_adu == pytest.approx(E.GAIN * 3.65)
+    assert len(first.frames[E.SINGLE].shot) > 0

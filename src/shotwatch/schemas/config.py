@@ -62,14 +62,23 @@ class SaclaSource(_Model):
     """Source kind."""
     beamline: Literal[1, 2, 3] = 3
     """Beamline number."""
-    reference: str = "xfel_bl_3_tc_bm_1_pd/charge"
-    """Point detector whose newest tag is followed."""
+    reference: str = ""
+    """Point detector whose newest tag is followed (default: the beamline's beam monitor
+    ``xfel_bl_<beamline>_tc_bm_1_pd/charge``)."""
     ngrab: int = Field(120, ge=1)
     """Most shots per block."""
     points: list[str] | None = None
     """Point detectors to record (besides those the analysis sections name)."""
     api_path: str | None = None
     """Directory holding the dbpy/olpy modules, if they are not on PYTHONPATH."""
+    latency: float = Field(1.0, ge=0, le=30)
+    """Seconds the newest shots wait for point values that reach the database late."""
+
+    @model_validator(mode="after")
+    def _reference(self) -> SaclaSource:
+        if not self.reference:  # frozen: the default follows the beamline, set once here
+            object.__setattr__(self, "reference", f"xfel_bl_{self.beamline}_tc_bm_1_pd/charge")
+        return self
 
 
 class KaraboSource(_Model):

@@ -19,7 +19,7 @@ from ..schemas.source_info import DetectorInfo
 from ._sacla_api import Notices
 
 __all__ = ["EV_PER_ADU_UNIT", "DetectorHandle", "TailHold", "Tally", "detector_info", "first_shots", "open_handle",
-           "probe", "read_frames", "read_points"]
+           "probe", "read_frames", "read_points", "span", "tally_points"]
 
 EV_PER_ADU_UNIT = 3.65  # eV per ADU at mp_absgain = 1 (MPCCD)
 
@@ -74,36 +74,49 @@ def detector_info(handle: DetectorHandle) -> DetectorInfo | None:
                         ev_per_adu=gain * EV_PER_ADU_UNIT)
 
 
-def _span(tags: Sequence[int]) -> str:
+def span(tags: Sequence[int]) -> str:
+    """``tag T`` or ``tags A..B`` for a notice."""
     return f"tag {tags[0]}" if len(tags) == 1 else f"tags {tags[0]}..{tags[-1]}"
 
 
-def read_points(db: ModuleType, names: Sequence[str], hightag: int, tags: Sequence[int],
-                tally: Tally, notes: Notices) -> dict[str, np.ndarray]:
-    """float64 values of each point detector for ``tags``; a failed read is NaN and a notice."""
-    n, key = len(tags), tuple(tags)
+def read_points(db: ModuleType, names: Sequence[str], hightag: int,
+                tags: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """float64 values of each point detector for ``tags``, and the reads that failed.
+
+    A failed read (dbpy raised, or answered the wrong number of values) is all NaN, with its
+    error text under the name in the second mapping; the caller decides whether those shots
+    wait for a retry or are delivered as NaN. Never raises for a facility fault.
+    """
+    n = len(tags)
     out: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
     for name in names:
         try:
-            values = np.asarray(db.read_syncdatalist_float(name, hightag, key), dtype=np.float64)
+            values = np.asarray(db.read_syncdatalist_float(name, hightag, tags), dtype=np.float64)
             if values.shape != (n,):
                 raise ValueError(f"expected {n} values, found shape {values.shape}")
         except Exception as exc:  # a facility read may raise anything; never fatal
-            tally.count("read errors")
-            tally.count("point NaN", n, name=name)
-            notes.add(f"{name}: read failed for {n} shot{'s' * (n != 1)} ({_span(tags)}), "
-                      f"recorded as NaN: {exc}",
-                      key=f"read:{name}")
-            out[name] = np.full(n, np.nan)
-            continue
-        tally.count("point NaN", int(np.count_nonzero(np.isnan(values))), name=name)
+            failed[name] = f"{type(exc).__name__}: {exc}" if not str(exc).startswith(name) else str(exc)
+            values = np.full(n, np.nan)
         out[name] = values
-    return out
+    return out, failed
+
+
+def tally_points(points: dict[str, np.ndarray], failed: dict[str, str], tags: Sequence[int],
+                 tally: Tally, notes: Notices) -> None:
+    """Count what is delivered missing: NaN per name, one read error and notice per failed read."""
+    n = len(tags)
+    for name, values in points.items():
+        tally.count("point NaN", int(np.count_nonzero(np.isnan(values))), name=name)
+        if name in failed:
+            tally.count("read errors")
+            notes.add(f"{name}: read failed for {n} shot{'s' * (n != 1)} ({span(tags)}), "
+                      f"recorded as NaN: {failed[name]}", key=f"read:{name}")
 
 
 def _collect(handle: DetectorHandle, tag: int) -> np.ndarray | None:
     try:
-        handle.reader.collect(handle.buffer, int(tag))
+        handle.reader.collect(handle.buffer, int(tag))  # a Python int, as olpy wants
         data = np.asarray(handle.buffer.read_det_data(0))
         if handle.info is None:
             handle.info = dict(handle.buffer.read_det_info(0))

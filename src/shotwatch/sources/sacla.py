@@ -1,11 +1,15 @@
 """The SACLA source: follows the newest tag through ``dbpy`` and reads images through ``olpy``.
 
 A poller thread asks for the reference point detector's newest tag every ``poll_interval``
-(≤ 0.25 s, sleeping between polls), takes exactly the run's tags that exist since the last
-block (``dbpy.read_taglist_byrun``), at most ``ngrab`` per block, and reads every point
-detector and every ROI detector's full frames for them. Blocks wait in a short queue;
-``read(timeout=...)`` never waits longer than ``timeout``. dbpy/olpy are imported in
-:meth:`SaclaStream.open`, never at package import (FACILITY.md, "SACLA").
+(≤ 0.25 s, sleeping between polls), whatever the run state (between runs the beam and the
+detectors still deliver), and asks the reference's values for the tags since the last
+delivered one: those with a value are the shots (:mod:`._sacla_tags`). It reads every point
+detector for them, holds the newest back while a value may still be on its way
+(``source.latency``), and reads every ROI detector's full frames, at most ``ngrab`` shots per
+block. A poll costs the number of new tags, never the run's length. A new run number splits
+the stream at the new run's first tag: every tag is delivered once, labelled with one run.
+Blocks wait in a short queue; ``read(timeout=...)`` never waits longer than ``timeout``.
+dbpy/olpy are imported in :meth:`SaclaStream.open`, never at package import (FACILITY.md).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import queue
 import threading
 import time
 import traceback
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -24,30 +27,32 @@ from typing import Any
 import numpy as np
 
 from ..schemas import Config, Roi, SaclaSource, ShotBlock, SourceError
-from ..schemas.source_info import DetectorInfo, SourceInfo
+from ..schemas.source_info import SourceInfo
 from ._sacla_api import DbDown, Notices, equipment_list, import_api, point_origins, unknown_points_error
+from ._sacla_dets import Detectors
 from ._sacla_read import (
     EV_PER_ADU_UNIT,
-    DetectorHandle,
     TailHold,
     Tally,
-    detector_info,
     first_shots,
-    open_handle,
-    probe,
     read_frames,
     read_points,
+    span,
+    tally_points,
 )
+from ._sacla_tags import candidates, ready_count, shot_times, split_at
 from .base import SourceStatus
 
 __all__ = ["EV_PER_ADU_UNIT", "SaclaStream", "make"]
 
 log = logging.getLogger(__name__)
 
-_RUN_STATE = {-1: "waiting", 0: "stopped", 1: "paused", 2: "running"}
+# Stopped (between runs) and not yet started are "no run": shots are still followed.
+_RUN_STATE = {-1: "no run", 0: "no run", 1: "paused", 2: "running"}
 _MAX_BACKOFF = 2.0
 _HOLD_MAX = 1.0  # seconds the newest shots may wait for their images to reach the buffer
 _BLOCK_FRAME_BYTES = 128 << 20  # full frames per block: 8 MPCCD sensors -> 8 shots, 1 -> 64
+MAX_TAG_JUMP = 60 * 3600  # the newest tag going back by more than an hour: a counter reset
 
 
 def make(config: Config, *, frames_every: int | None = None) -> SaclaStream:
@@ -86,8 +91,6 @@ class SaclaStream:
         self.frames_every = frames_every
         self.poll_interval = min(max(poll_interval, 0.01), 0.25)
         self._origins = dict(origins or {})
-        self._config_dets = {r.detector for r in rois}
-        self._extra_dets: set[str] = set()
         self._queue: queue.Queue[ShotBlock] = queue.Queue(maxsize=max(1, queue_blocks))
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,20 +99,16 @@ class SaclaStream:
         self._ol: ModuleType | None = None
         self._tally = Tally()
         self._notes = Notices()
-        self._handles: dict[str, DetectorHandle] = {}
-        self._info: dict[str, DetectorInfo] = {}
+        self._dets = Detectors((r.detector for r in rois), self._notes)
         self._equip: tuple[str, ...] = ()
-        self._stream: tuple[str, ...] = ()
-        self._not_in_stream: list[str] = []
         self._run: int | None = None
+        self._next_run: tuple[int, int] | None = None  # (the newer run, its first tag)
         self._hightag: int | None = None
-        self._last: int | None = None
+        self._last = 0  # the last tag delivered, or where delivery starts
         self._run_state = ""  # "" until the first answer of read_runstatus
         self._down_since: float | None = None
         self._delivered = 0
-        self._next_det_check = 0.0
         self._hold = TailHold(_HOLD_MAX)
-        self._probed = False  # every detector of this run looked at once (for describe)
 
     # --- Source protocol -----------------------------------------------------------------
 
@@ -132,7 +131,7 @@ class SaclaStream:
         try:
             self._poll_position()
             self._check_stream(force=True)
-            self._probe_all()
+            self._probe_all(self._hightag or 0, self._last)
         except DbDown as exc:  # start anyway; the poller retries
             self._went_down(exc)
         self._thread = threading.Thread(target=self._loop, name="shotwatch-sacla", daemon=True)
@@ -142,23 +141,21 @@ class SaclaStream:
         """Run, array detectors of this run (shape, dtype, eV/ADU) and every point detector."""
         if self._thread is None and not self._stop.is_set():
             self.open()
+        detectors, unprobed = self._dets.described()
         with self._lock:
-            unprobed = [d for d in self._stream if d not in self._info]
             return SourceInfo(
-                kind="sacla", run=self._run, hightag=self._hightag,
-                detectors={d: self._info[d] for d in self._stream if d in self._info},
+                kind="sacla", run=self._run, hightag=self._hightag, detectors=detectors,
                 points=list(self._equip),
                 attrs={"beamline": self.cfg.beamline, "reference": self.cfg.reference,
-                       "ngrab": self.cfg.ngrab, "frames_every": self.frames_every,
+                       "ngrab": self.cfg.ngrab, "latency": self.cfg.latency,
+                       "frames_every": self.frames_every,
                        "recorded_points": list(self.points), "run_state": self._run_state,
                        "detectors_unprobed": unprobed},
             )
 
     def set_rois(self, *, rois: Mapping[str, Roi]) -> None:
         """Deliver frames of these ROIs' detectors too (besides the configuration's)."""
-        with self._lock:
-            self._extra_dets = {r.detector for r in rois.values()}
-            self._next_det_check = 0.0
+        self._dets.want_also(r.detector for r in rois.values())
 
     def read(self, *, timeout: float) -> ShotBlock | None:
         """The next block, or None within ``timeout`` seconds."""
@@ -179,7 +176,7 @@ class SaclaStream:
                 state = "waiting"
             return SourceStatus(state=state, missing=dict(self._tally.missing),
                                 counters=dict(self._tally.counters),
-                                not_in_stream=list(self._not_in_stream))
+                                not_in_stream=list(self._dets.not_in_stream))
 
     def notices(self) -> list[str]:
         """One-line notices since the last call."""
@@ -223,66 +220,109 @@ class SaclaStream:
         self._came_back()
         if self._run is None:  # the database was down at open()
             self._start_at(newest_run, hightag, newest)
-        if not self._probed:
+        if not self._dets.probed:
             self._check_stream(force=True)
-            self._probe_all()
+            self._probe_all(hightag, newest)
             return
-        if newest_run != self._run:
-            self._deliver(self._new_tags(None), hightag, live=False)  # the old run's last shots
-            self._switch_run(newest_run, hightag)
-        self._set_run_state(int(self._ask("read_runstatus", bl, self._run)))
+        self._follow_run(newest_run)
+        self._set_run_state(int(self._ask("read_runstatus", bl, newest_run)))
         self._check_stream()
-        self._deliver(self._new_tags(newest), hightag)
+        if newest < self._last - MAX_TAG_JUMP:  # the tag counter went back: start again there
+            self._restart_at(newest)
+        while not self._stop.is_set() and self._deliver(hightag, newest):
+            pass  # a backlog longer than one poll's candidates: keep reading
 
-    def _deliver(self, tags: list[int], hightag: int, *, live: bool = True) -> None:
-        """Read and queue ``tags`` in blocks of at most ngrab (the newest tail may wait)."""
-        size = self._block_size()
-        for lo in range(0, len(tags), size):
-            if self._stop.is_set():
-                return
-            chunk = tags[lo:lo + size]
-            block = self._read_block(chunk, hightag, may_hold=live and lo + len(chunk) == len(tags))
-            if block is None:
-                return
-            self._last = int(block.tags[-1])
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(block, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+    def _follow_run(self, newest_run: int) -> None:
+        """Learn where a newer run begins: its first tag splits the stream."""
+        if newest_run == self._run or (self._next_run is not None and self._next_run[0] == newest_run):
+            return
+        try:  # no tag yet in the new run: the old label goes on until it has one
+            _, first = self._api()[0].read_start_tagnumber(self.cfg.beamline, newest_run)
+        except Exception:
+            return
+        self._next_run = (newest_run, int(first))
+
+    def _deliver(self, hightag: int, newest: int) -> bool:
+        """Read the shots after the last delivered tag; queue those ready. True: more to read."""
+        cands = candidates(self._last, newest)
+        if not cands:
+            return False
+        db = self._api()[0]
+        ref, failed = read_points(db, [self.cfg.reference], hightag, cands)
+        if failed:  # which tags are shots is unknown: count it, try again next poll
             with self._lock:
-                self._delivered += len(block)
+                self._tally.count("read errors")
+                self._notes.add(f"{self.cfg.reference}: read failed ({span(cands)}): "
+                                f"{failed[self.cfg.reference]}; retrying", key="read:reference")
+            return False
+        shots = tuple(t for t, v in zip(cands, ref[self.cfg.reference].tolist(), strict=True) if v == v)
+        points, failed = read_points(db, self.points, hightag, shots)
+        n = ready_count(shots, points, newest=newest, latency=self.cfg.latency)
+        done = self._queue_shots(shots[:n], points, failed, hightag, newest, may_hold=n == len(shots))
+        if done < len(shots):
+            return False
+        self._last = max(self._last, cands[-1])  # tags that are not shots are never asked for again
+        return cands[-1] < newest  # a backlog longer than one poll's candidates: read on
+
+    def _queue_shots(self, shots: tuple[int, ...], points: dict[str, np.ndarray], failed: dict[str, str],
+                     hightag: int, newest: int, *, may_hold: bool) -> int:
+        """Queue ``shots`` in blocks (one run each, at most ngrab); how many were queued."""
+        done = 0
+        while done < len(shots) and not self._stop.is_set():
+            boundary = self._next_run[1] if self._next_run is not None else None
+            cut = split_at(shots[done:], boundary)
+            if cut == 0 and self._next_run is not None:  # every shot of the old run delivered
+                self._switch_run(*self._next_run)
+                continue
+            stop = done + min(cut, self._block_size())
+            block = self._read_block(shots[done:stop], {k: v[done:stop] for k, v in points.items()}, failed,
+                                     hightag, newest, may_hold=may_hold and stop == len(shots))
+            if block is None:
+                break
+            self._put(block)
+            self._last = int(block.tags[-1])
+            done += len(block)
+            if done < stop:  # the image hold kept the newest back
+                break
+        return done
+
+    def _put(self, block: ShotBlock) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(block, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        with self._lock:
+            self._delivered += len(block)
 
     def _block_size(self) -> int:
         """ngrab, or fewer shots where full frames would make a block larger than 128 MB."""
-        with self._lock:
-            dets = [self._info.get(d) for d in self._handles if d in self._wanted()]
-        per_shot = sum(int(np.prod(i.shape)) * np.dtype(i.dtype).itemsize if i else 2 << 20 for i in dets)
-        return max(1, min(self.cfg.ngrab, _BLOCK_FRAME_BYTES // max(per_shot, 1)))
+        return max(1, min(self.cfg.ngrab, _BLOCK_FRAME_BYTES // max(self._dets.bytes_per_shot(), 1)))
 
-    def _read_block(self, tags: list[int], hightag: int, *, may_hold: bool) -> ShotBlock | None:
-        """One block: every point detector and the ROI detectors' frames (None: all held)."""
-        with self._lock:
-            handles = [h for d, h in self._handles.items() if d in self._wanted()]
-        got = [(h, *read_frames(h, tags)) for h in handles]
+    def _read_block(self, tags: tuple[int, ...], points: dict[str, np.ndarray], failed: dict[str, str],
+                    hightag: int, newest: int, *, may_hold: bool) -> ShotBlock | None:
+        """One block: the points read and the ROI detectors' frames (None: all held for images)."""
+        got = [(h, *read_frames(h, tags)) for h in self._dets.reading()]
         live = [ok for h, _, ok in got if h.live]  # a detector sending nothing is not waited for
         n = len(tags) - (self._hold.tail(tags, live) if may_hold and live else 0)
         if n == 0:
             return None
         for h, _, ok in got:
             h.live = bool(ok[:n].any())
-        tags = tags[:n]
-        points = read_points(self._api()[0], self.points, hightag, tags, self._tally, self._notes)
+        tags, points = tags[:n], {k: v[:n] for k, v in points.items()}
         frames = {}
+        with self._lock:
+            tally_points(points, failed, tags, self._tally, self._notes)
         for handle, fr, ok in got:
             self._tally.count("image gone", n - int(ok[:n].sum()), name=handle.det)
             kept = first_shots(fr, n)
             if kept is not None:
+                self._dets.note_info(handle)  # before the block: describe() knows it first
                 frames[handle.det] = kept
-                self._note_info(handle)
-        return ShotBlock(np.asarray(tags, dtype=np.int64), np.full(n, time.time()), points, {},
-                         frames, run=self._run, hightag=hightag)
+        arr = np.asarray(tags, dtype=np.int64)
+        return ShotBlock(arr, shot_times(arr, newest=newest, now=time.time()), points, {}, frames,
+                         run=self._run, hightag=hightag)
 
     # --- run, tags, state ----------------------------------------------------------------
 
@@ -318,28 +358,26 @@ class SaclaStream:
         with self._lock:
             self._run, self._hightag, self._last = run, hightag, newest
 
-    def _new_tags(self, newest: int | None) -> list[int]:
-        """The run's tags after the last delivered one, up to ``newest`` (None = all)."""
-        taglist = self._ask("read_taglist_byrun", self.cfg.beamline, self._run)
-        lo = bisect_right(taglist, self._last) if self._last is not None else 0
-        hi = len(taglist) if newest is None else bisect_right(taglist, newest)
-        return [int(t) for t in taglist[lo:hi]]
+    def _restart_at(self, newest: int) -> None:
+        with self._lock:
+            self._notes.add(f"sacla: the newest tag went back from {self._last} to {newest}; following it from there")
+            self._last = newest
 
-    def _switch_run(self, run: int, hightag: int) -> None:
+    def _switch_run(self, run: int, first: int) -> None:
+        """Every shot before ``first`` is delivered: from here on, shots are ``run``'s."""
         with self._lock:
             # No notice: the recorder announces the new run when its first block arrives.
-            self._run, self._hightag, self._last, self._probed = run, hightag, -1, False
-            self._info.clear()
-            for handle in self._handles.values():
-                handle.info = None
+            self._run, self._next_run = run, None
+            self._last = max(self._last, first - 1)
+        self._dets.new_run()
         self._check_stream(force=True)
-        self._probe_all()
+        self._probe_all(self._hightag or 0, first + 10)
 
     def _set_run_state(self, code: int) -> None:
-        state = _RUN_STATE.get(code, "waiting")
+        state = _RUN_STATE.get(code, "no run")
         with self._lock:
             if self._run_state and state != self._run_state:
-                self._notes.add(f"run {self._run}: {state}")
+                self._notes.add(f"run {self._run}: {state}" + (" (shots still followed)" if state == "no run" else ""))
             self._run_state = state
 
     def _went_down(self, exc: Exception) -> None:
@@ -357,52 +395,15 @@ class SaclaStream:
 
     # --- detectors -----------------------------------------------------------------------
 
-    def _wanted(self) -> set[str]:
-        return self._config_dets | self._extra_dets
-
     def _check_stream(self, *, force: bool = False) -> None:
         """Open readers for wanted detectors; list those this run does not have."""
-        with self._lock:
-            wanted = self._wanted()
-            if not force and (time.monotonic() < self._next_det_check or wanted <= set(self._handles)):
-                return
-            self._next_det_check = time.monotonic() + 1.0
-        stream = tuple(str(d) for d in self._ask("read_detidlist", self.cfg.beamline, self._run))
-        missing = []
-        for det in sorted(wanted):
-            handle = self._handles.get(det) or (open_handle(self._api()[1], det) if det in stream else None)
-            if handle is None or det not in stream:
-                self._handles.pop(det, None)
-                missing.append(det)
-            else:
-                self._handles[det] = handle
-        self._update_missing(missing, stream)
+        if self._dets.due(force=force):
+            stream = tuple(str(d) for d in self._ask("read_detidlist", self.cfg.beamline, self._run))
+            self._dets.update(stream, self._api()[1])
 
-    def _update_missing(self, missing: list[str], stream: tuple[str, ...]) -> None:
-        with self._lock:
-            self._stream = stream
-            for det in missing:
-                if det not in self._not_in_stream:
-                    hint = ""
-                    if any(s.startswith(det + "-") for s in stream):
-                        hint = "; an octal MPCCD is 8 sensors: name one, e.g. " + det + "-1"
-                    self._notes.add(f"{det}: not in stream (available: {', '.join(stream) or 'none'}){hint}")
-            for det in self._not_in_stream:
-                if det not in missing and det in self._handles:
-                    self._notes.add(f"{det}: now in stream")
-            self._not_in_stream = missing
-
-    def _probe_all(self) -> None:
+    def _probe_all(self, hightag: int, newest: int) -> None:
         """Read one recent frame of every detector in the stream, for describe()."""
-        recent = self._ask("read_taglist_byrun", self.cfg.beamline, self._run)[-5:]
-        for det in self._stream:
-            handle = self._handles.get(det) or open_handle(self._api()[1], det)
-            if handle is not None and probe(handle, recent):
-                self._note_info(handle)
-        self._probed = True
-
-    def _note_info(self, handle: DetectorHandle) -> None:
-        info = detector_info(handle) if handle.det not in self._info else None
-        if info is not None:
-            with self._lock:
-                self._info[handle.det] = info
+        recent = candidates(newest - 12, newest)
+        ref, _ = read_points(self._api()[0], [self.cfg.reference], hightag, recent)
+        shots = tuple(t for t, v in zip(recent, ref[self.cfg.reference].tolist(), strict=True) if v == v)
+        self._dets.probe_all(self._api()[1], shots[-5:])

@@ -2,9 +2,19 @@
 
 Both emulated modules use the one :data:`EMU` instance (``dbpy._emu`` is ``olpy._emu``). Time
 is emulated: ``E = (wall - wall0) * speed``; shot slot ``k`` happens at ``E = k / rate`` and has
-tag ``tag0 + step * k``. A slot may be skipped (no tag at all); a point detector may lack a
-tag (NaN); the image buffer keeps ``buffer_seconds`` of emulated time. Values are pure
-functions of (seed, name, tag), so a test can recompute what the emulator served.
+tag ``tag0 + step * k``: the tag clock is the accelerator's 60 Hz and a shared beamline gets
+every other tag, so by default ``rate`` = 30 shots/s and ``step`` = 2 (FACILITY.md). A slot may
+be skipped (no tag at all); a point detector may lack a tag (NaN); the image buffer keeps
+``buffer_seconds`` of emulated time. Values are pure functions of (seed, name, tag), so a test
+can recompute what the emulator served.
+
+Like the facility: a run's recording intervals are half-open ``[start, end)`` (a tag belongs
+to exactly one run), point detectors deliver whatever the run state (between runs too), point
+values other than the reference's reach the database ``point_latency`` s after their tag,
+every dbpy call costs ``call_cost`` s of wall time (plus ``item_cost`` per tag it returns), and
+arguments are type-checked as strictly as the C extension does (tuples of ints, not lists).
+Tag lists are generated from the clock when asked, so a run that began an hour ago
+(``history = 3600``: 108,000 tags) costs nothing until someone asks for its whole list.
 
 Configure with ``EMU.configure(...)`` or, at import, the ``SACLA_EMU`` environment variable
 (JSON object of the same keywords), e.g. ``SACLA_EMU='{"speed": 2, "missing_det": ["X"]}'``.
@@ -25,6 +35,7 @@ from typing import Any
 import numpy as np
 
 HIGHTAG = 201902
+TAG_HZ = 60  # the accelerator's tag clock
 REF = "xfel_bl_3_tc_bm_1_pd/charge"
 I0 = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"
 BEAM = "xfel_mon_bpm_bl3_0_3_beamstatus/summary"
@@ -49,7 +60,7 @@ class APIError(RuntimeError):
 
 def _filler_names() -> tuple[str, ...]:
     # The real equipment list is thousands of names long; mostly motors and diodes.
-    names: list[str] = []
+    names: list[str] = [f"xfel_bl_{bl}_tc_bm_1_pd/charge" for bl in (1, 2)]
     for bl in (1, 2, 3):
         for st in range(1, 6):
             names += [f"xfel_bl_{bl}_st_{st}_motor_user_{k}/position" for k in range(2, 61)]
@@ -87,10 +98,11 @@ class Run:
 
 
 DEFAULTS: dict[str, Any] = {
-    "seed": 2019, "speed": 1.0, "rate": 60.0, "step": 2, "tag0": 500_000_000, "run0": 1000,
+    "seed": 2019, "speed": 1.0, "rate": 30.0, "step": 2, "tag0": 500_000_000, "run0": 1000,
     "history": 5.0, "run_seconds": None, "buffer_seconds": 3.0, "image_latency": 0.0,
     "skip": 0.0, "point_missing": 0.0, "drop_images": 0.0, "detectors": (SINGLE, *OCTAL),
     "missing_det": (), "fail_equip": {}, "fail_newest": 0, "outage": 0.0, "frame_shape": (1024, 512),
+    "point_latency": 0.0, "call_cost": 0.0005, "item_cost": 1e-7, "late_det": {},
 }
 
 
@@ -113,6 +125,7 @@ class Emulator:
             self._outage_until = 0.0
             self._noise: np.ndarray | None = None
             self.calls = {}
+            self.items = 0  # tags and values returned by dbpy calls so far (what a call costs)
             self.configure(**options)
             e0 = -float(self.opts["history"])
             self.runs = [Run(int(self.opts["run0"]), [[e0, None]])]
@@ -124,6 +137,10 @@ class Emulator:
         ``fail_newest``: the next N ``read_tagnumber_newest`` calls raise.
         ``outage``: every dbpy call raises for this many wall seconds from now.
         ``missing_det``: detector ids absent from ``read_detidlist`` and the image stream.
+        ``late_det``: detector id -> emulated second (of the current run) at which it joins.
+        ``point_latency``: emulated seconds after its tag before a point value (other than a
+        reference ``…_tc_bm_1_pd/charge``) is in the database; NaN before.
+        ``call_cost``/``item_cost``: wall seconds each dbpy call takes, plus per tag returned.
         """
         with self.lock:
             unknown = set(options) - set(DEFAULTS)
@@ -167,13 +184,17 @@ class Emulator:
             run.status = status if run.status != 0 else 0
 
     def new_run(self) -> int:
-        """End the current run and start the next one now; returns its number."""
+        """End the current run (if it is not already) and start the next one now; its number."""
         with self.lock:
             self._advance()
             self.set_status(0)
             number = self.runs[-1].number + 1
             self.runs.append(Run(number, [[self.now(), None]]))
             return number
+
+    def run_start_seconds(self) -> float:
+        """Emulated time at which the newest run began."""
+        return float(self.runs[-1].intervals[0][0])  # type: ignore[arg-type]
 
     # --- model ---------------------------------------------------------------------------
 
@@ -197,8 +218,20 @@ class Emulator:
         with self.lock:
             self.calls[call] = self.calls.get(call, 0) + 1
             self._advance()
-            if time.monotonic() < self._outage_until:
-                raise APIError(f"{call}: database connection refused")
+            cost = float(self.opts["call_cost"])
+            down = time.monotonic() < self._outage_until
+        if cost > 0:
+            time.sleep(cost)  # a network round trip to the database server
+        if down:
+            raise APIError(f"{call}: database connection refused")
+
+    def pay_items(self, n: int) -> None:
+        """The extra time of a call that returns ``n`` tags or values."""
+        with self.lock:
+            self.items += n
+        cost = float(self.opts["item_cost"]) * n
+        if cost > 0:
+            time.sleep(cost)
 
     def run(self, number: int) -> Run:
         """A run by number (APIError if unknown)."""
@@ -216,9 +249,9 @@ class Emulator:
         return k
 
     def run_slots(self, run: Run) -> np.ndarray:
-        """Every slot recorded by ``run`` so far."""
+        """Every slot recorded by ``run`` so far: intervals are [start, end), end exclusive."""
         now = self.now()
-        parts = [self.slots(float(a), min(now, b if b is not None else now) + 1e-12)  # type: ignore[arg-type]
+        parts = [self.slots(float(a), now + 1e-12 if b is None else min(float(b), now + 1e-12))  # type: ignore[arg-type]
                  for a, b in run.intervals]
         return np.concatenate(parts) if parts else np.empty(0, np.int64)
 
@@ -242,12 +275,18 @@ class Emulator:
 
     # --- data ----------------------------------------------------------------------------
 
-    def values(self, name: str, tags: np.ndarray) -> np.ndarray:
-        """The float value of point detector ``name`` at each tag (NaN where absent)."""
+    def values(self, name: str, tags: np.ndarray, *, final: bool = False) -> np.ndarray:
+        """The float value of point detector ``name`` at each tag (NaN where absent).
+
+        ``final``: as the database will hold it once late values arrived (for assertions).
+        """
         k, ok = self.slot_of(tags)
         seed = int(self.opts["seed"])
-        if self.opts["point_missing"] > 0:
+        if self.opts["point_missing"] > 0 and not is_reference(name):
             ok &= u01(k, salt_of("miss:" + name, seed)) >= self.opts["point_missing"]
+        latency = float(self.opts["point_latency"])
+        if latency > 0 and not final and not is_reference(name):
+            ok &= k / float(self.opts["rate"]) <= self.now() - latency
         out = _physics(name, k, tags, seed, float(self.opts["rate"]))
         out[~ok] = np.nan
         return out
@@ -285,7 +324,9 @@ class Emulator:
 
     def detectors(self) -> tuple[str, ...]:
         missing = set(self.opts["missing_det"])
-        return tuple(d for d in self.opts["detectors"] if d not in missing)
+        since = self.now() - self.run_start_seconds()
+        late = {d for d, at in dict(self.opts["late_det"]).items() if since < float(at)}
+        return tuple(d for d in self.opts["detectors"] if d not in missing and d not in late)
 
     def known(self, equip: str) -> bool:
         return equip in _EQUIP_SET
@@ -332,6 +373,29 @@ def _physics(name: str, k: np.ndarray, tags: np.ndarray, seed: int, rate: float)
 
 
 EMU = Emulator()
+
+
+def is_reference(name: str) -> bool:
+    """A beam monitor that records every shot the instant it happens (a newest-tag reference)."""
+    return "_tc_bm_1_pd/" in name
+
+
+def strict(call: str, **args: tuple[Any, type | tuple[type, ...]]) -> None:
+    """Refuse what the C extension refuses: exact types (a list for a tuple, a numpy int64 for an int)."""
+    for name, (value, kind) in args.items():
+        if type(value) is bool or not isinstance(value, kind) or (kind is int and type(value) is not int):
+            raise TypeError(f"{call}() argument {name!r} must be {getattr(kind, '__name__', kind)}, "
+                            f"not {type(value).__name__}")
+
+
+def tag_tuple(call: str, tags: Any) -> tuple[int, ...]:
+    """``tags`` as dbpy takes it: a tuple of Python ints, nothing else."""
+    if type(tags) is not tuple:
+        raise TypeError(f"{call}() argument 'taglist' must be tuple, not {type(tags).__name__}")
+    for t in tags:
+        if type(t) is not int:
+            raise TypeError(f"{call}() taglist items must be int, not {type(t).__name__}")
+    return tags
 
 
 def tuple_of_ints(values: Iterable[Any]) -> tuple[int, ...]:

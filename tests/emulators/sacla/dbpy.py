@@ -1,17 +1,19 @@
 """Emulator of SACLA's ``dbpy`` (the synchronised database), for tests and demos.
 
 Module-level functions with positional arguments, as on a SACLA analysis server
-(FACILITY.md). The state lives in :data:`_emu` (shared with ``olpy``): drive it with
-``dbpy._emu.configure(...)``, ``dbpy._emu.new_run()``, ``dbpy._emu.set_status(1)``.
+(FACILITY.md), as strict about argument types as the C extension (a tag list is a tuple of
+ints) and as slow as a network round trip (``call_cost``). The state lives in :data:`_emu`
+(shared with ``olpy``): drive it with ``dbpy._emu.configure(...)``, ``dbpy._emu.new_run()``,
+``dbpy._emu.set_status(1)`` (pause) or ``set_status(0)`` (stop: no run until ``new_run``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from _sacla_emu import EMU as _emu
-from _sacla_emu import EQUIPMENT, HIGHTAG, APIError, tuple_of_ints
+from _sacla_emu import EQUIPMENT, HIGHTAG, APIError, strict, tag_tuple
 
 __all__ = [
     "APIError", "read_detidlist", "read_end_tagnumber", "read_equiplist", "read_hightagnumber",
@@ -28,7 +30,8 @@ def _check_bl(bl: int) -> None:
 
 
 def read_runnumber_newest(bl: int) -> int:
-    """Newest run number on beamline ``bl``."""
+    """Newest run number on beamline ``bl`` (running, paused or stopped)."""
+    strict("read_runnumber_newest", bl=(bl, int))
     _emu.check_db("read_runnumber_newest")
     _check_bl(bl)
     return _emu.runs[-1].number
@@ -36,6 +39,7 @@ def read_runnumber_newest(bl: int) -> int:
 
 def read_runstatus(bl: int, run: int) -> int:
     """-1 not yet, 0 stopped, 1 paused, 2 running."""
+    strict("read_runstatus", bl=(bl, int), run=(run, int))
     _emu.check_db("read_runstatus")
     _check_bl(bl)
     if run > _emu.runs[-1].number:
@@ -45,6 +49,7 @@ def read_runstatus(bl: int, run: int) -> int:
 
 def read_hightagnumber(bl: int, run: int) -> int:
     """The run's high tag."""
+    strict("read_hightagnumber", bl=(bl, int), run=(run, int))
     _emu.check_db("read_hightagnumber")
     _emu.run(run)
     return HIGHTAG
@@ -58,6 +63,7 @@ def _tags(bl: int, run: int) -> np.ndarray:
 
 def read_start_tagnumber(bl: int, run: int) -> tuple[int, int]:
     """(hightag, first tag) of the run."""
+    strict("read_start_tagnumber", bl=(bl, int), run=(run, int))
     _emu.check_db("read_start_tagnumber")
     tags = _tags(bl, run)
     if not len(tags):
@@ -67,6 +73,7 @@ def read_start_tagnumber(bl: int, run: int) -> tuple[int, int]:
 
 def read_end_tagnumber(bl: int, run: int) -> tuple[int, int]:
     """(hightag, last tag so far) of the run."""
+    strict("read_end_tagnumber", bl=(bl, int), run=(run, int))
     _emu.check_db("read_end_tagnumber")
     tags = _tags(bl, run)
     if not len(tags):
@@ -75,13 +82,20 @@ def read_end_tagnumber(bl: int, run: int) -> tuple[int, int]:
 
 
 def read_taglist_byrun(bl: int, run: int) -> tuple[int, ...]:
-    """Every tag of the run so far, increasing (not contiguous: step 2, skipped shots)."""
+    """Every tag of the run so far, increasing (not contiguous: step 2, skipped shots).
+
+    Over 100,000 tags after an hour: the cost grows with the run (``item_cost`` per tag).
+    """
+    strict("read_taglist_byrun", bl=(bl, int), run=(run, int))
     _emu.check_db("read_taglist_byrun")
-    return tuple(_tags(bl, run).tolist())
+    out = tuple(_tags(bl, run).tolist())
+    _emu.pay_items(len(out))
+    return out
 
 
 def read_tagnumber_newest(equip: str) -> tuple[int, int]:
     """(hightag, newest tag) seen by point detector ``equip``."""
+    strict("read_tagnumber_newest", equip=(equip, str))
     _emu.check_db("read_tagnumber_newest")
     with _emu.lock:
         if _emu.opts["fail_newest"] > 0:
@@ -92,33 +106,36 @@ def read_tagnumber_newest(equip: str) -> tuple[int, int]:
         return HIGHTAG, int(_emu.tag(_emu.newest_slot()))
 
 
-def _values(equip: str, hightag: int, tags: Sequence[int]) -> np.ndarray:
+def _values(call: str, equip: Any, hightag: Any, tags: Any) -> np.ndarray:
+    strict(call, equip=(equip, str), hightag=(hightag, int))
+    tags = tag_tuple(call, tags)
+    _emu.check_db(call)
     if not _emu.known(equip):
         raise APIError(f"equipment {equip!r} not found")
     if hightag != HIGHTAG:
         raise APIError(f"hightag {hightag} not found")
     if _emu.take_failure(equip):
         raise APIError(f"{equip}: read failed (database timeout)")
+    _emu.pay_items(len(tags))
     with _emu.lock:
-        return _emu.values(equip, np.asarray(tuple_of_ints(tags), dtype=np.int64))
+        return _emu.values(equip, np.asarray(tags, dtype=np.int64))
 
 
-def read_syncdatalist_float(equip: str, hightag: int, tags: Sequence[int]) -> tuple[float, ...]:
-    """One float per tag (NaN where the detector has no value for it)."""
-    _emu.check_db("read_syncdatalist_float")
-    return tuple(_values(equip, hightag, tags).tolist())
+def read_syncdatalist_float(equip: str, hightag: int, tags: tuple[int, ...]) -> tuple[float, ...]:
+    """One float per tag (NaN where the detector has no value for it, or not yet)."""
+    return tuple(_values("read_syncdatalist_float", equip, hightag, tags).tolist())
 
 
-def read_syncdatalist(equip: str, hightag: int, tags: Sequence[int]) -> tuple[str, ...]:
+def read_syncdatalist(equip: str, hightag: int, tags: tuple[int, ...]) -> tuple[str, ...]:
     """One string per tag, with a unit where the detector has one (``"0.123 V"``)."""
-    _emu.check_db("read_syncdatalist")
-    unit = _UNITS.get(equip.rpartition("/")[2], "")
+    unit = _UNITS.get(str(equip).rpartition("/")[2], "")
     return tuple("not-converged" if v != v else f"{v:.6g} {unit}".strip()
-                 for v in _values(equip, hightag, tags).tolist())
+                 for v in _values("read_syncdatalist", equip, hightag, tags).tolist())
 
 
 def read_detidlist(bl: int, run: int) -> tuple[str, ...]:
     """Array detectors in this run (an octal MPCCD is 8 ids ending -1 ... -8)."""
+    strict("read_detidlist", bl=(bl, int), run=(run, int))
     _emu.check_db("read_detidlist")
     _check_bl(bl)
     _emu.run(run)
@@ -128,4 +145,5 @@ def read_detidlist(bl: int, run: int) -> tuple[str, ...]:
 def read_equiplist() -> tuple[str, ...]:
     """Every point-detector name (thousands)."""
     _emu.check_db("read_equiplist")
+    _emu.pay_items(len(EQUIPMENT))
     return EQUIPMENT

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from _sacla_emu import EMU as _emu
-from _sacla_emu import GAIN, APIError, salt_of, u01
+from _sacla_emu import GAIN, APIError, salt_of, strict, u01
 
 __all__ = ["APIError", "StorageBuffer", "StorageReader"]
 
@@ -21,17 +21,19 @@ class StorageReader:
     """A reader of one detector's image stream."""
 
     def __init__(self, det_id: str) -> None:
+        strict("StorageReader", det_id=(det_id, str))
         if det_id not in _emu.detectors():
             raise APIError(f"StorageReader: detector {det_id!r} not in stream")
         self.det_id = det_id
 
     def collect(self, buffer: StorageBuffer, tag: int) -> int:
         """Load ``tag``'s image into ``buffer``; returns the tag collected."""
+        strict("collect", tag=(tag, int))
         with _emu.lock:
             _emu.calls["collect"] = _emu.calls.get("collect", 0) + 1
             if self.det_id not in _emu.detectors():
                 raise APIError(f"collect: detector {self.det_id!r} not in stream")
-            tags = np.array([int(tag)], dtype=np.int64)
+            tags = np.array([tag], dtype=np.int64)
             k, ok = _emu.slot_of(tags)
             rate, now = float(_emu.opts["rate"]), _emu.now()
             drop = float(_emu.opts["drop_images"])
@@ -64,10 +66,11 @@ class StorageBuffer:
         return _emu.frame(self._det, self._tag)
 
     def read_det_info(self, index: int) -> dict[str, Any]:
-        """Gain (``mp_absgain``), pixel size and position of the collected sensor."""
+        """The keys public SACLA code reads: gain ``mp_absgain``, pixel size and position (um)."""
         if self._det is None or index != 0:
             raise APIError("read_det_info: nothing collected")
         sensor = self._det.rpartition("-")[2]
         pos = (int(sensor) - 1) * 512.0 if self._det.startswith("MPCCD-8") else 0.0
-        return {"mp_absgain": GAIN, "pixelsizex_um": 50.0, "pixelsizey_um": 50.0,
-                "posx_um": pos * 50.0, "posy_um": 0.0, "detid": self._det}
+        return {"mp_absgain": GAIN, "mp_pixelsizex": 50.0, "mp_pixelsizey": 50.0,
+                "mp_posx": pos * 50.0, "mp_posy": 0.0, "mp_posz": 50000.0,
+                "mp_rotationangle": 0.0}
