@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -429,7 +430,7 @@ def test_paused_and_stopped_runs_are_states_and_shots_still_come(emu: E.Emulator
     between = gather(src, 0.5)
     assert between and {b.run for b in between} == {emu.runs[-1].number}  # the newest run number
     notes = src.notices()
-    assert any("paused" in n for n in notes) and any(n.endswith("no run (shots still followed)") for n in notes)
+    assert any("paused" in n for n in notes) and any(n.endswith("stopped: no run, shots still followed") for n in notes)
 
 
 def test_a_new_run_starts_with_a_block_of_that_run(emu: E.Emulator, opened: Callable[..., SaclaStream]) -> None:
@@ -648,3 +649,50 @@ def test_a_detector_joining_late_is_described_before_its_frames(emu: E.Emulator,
     det = src.describe().detectors[E.SINGLE]  # shape, dtype and eV/ADU for the recording
     assert det.shape == (64, 32) and det.dtype == "float32" and det.ev_per_adu == pytest.approx(E.GAIN * 3.65)
     assert len(first.frames[E.SINGLE].shot) > 0
+
+
+# --- a run change through `shotwatch record` (issue 7, item 9) -----------------------------------
+
+RUNS = {"speed": 4.0, "frame_shape": [64, 32], "history": 0.0, "run_seconds": 2.0, "run_gap": 1.0,
+        "run_count": 4}
+
+
+@pytest.mark.timeout(90)
+def test_record_across_three_run_changes_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """Runs of 2 s with 1 s of no run between (beam on throughout): four recordings, every tag once."""
+    from shotwatch.recording import RecordingReader
+
+    cfg = tmp_path / "sacla.toml"
+    cfg.write_text(f'[source]\nkind = "sacla"\napi_path = "{EMU_DIR}"\n'
+                   f'[i0]\nname = "{E.I0}"\nmin = 0.05\n'
+                   f'[[roi]]\nname = "bragg"\ndetector = "{E.SINGLE}"\nx = [8, 24]\ny = [8, 24]\n')
+    env = {**os.environ, "SACLA_EMU": json.dumps(RUNS)}
+    done = subprocess.run([sys.executable, "-m", "shotwatch", "record", "-c", str(cfg), "-o", "scan.zarr",
+                           "--seconds", "5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80)
+    assert done.returncode == 0, done.stderr
+    names = ["scan.zarr", "scan-1001.zarr", "scan-1002.zarr", "scan-1003.zarr"]
+    readers = [RecordingReader(tmp_path / n) for n in names]
+    # stdout: one line per recording, in order, with its committed shots; nothing else
+    assert done.stdout.splitlines() == [f"recorded {r.committed} shots to {n}" for r, n in zip(readers, names, strict=True)]
+    tags = [r.tags() for r in readers]
+    every = np.concatenate(tags)
+    assert np.all(np.diff(every) == 2)  # every shot of the beam (step 2, none skipped): none lost, none doubled
+    for k, (r, t) in enumerate(zip(readers, tags, strict=True)):
+        assert r.closed and r.source["run"] == 1000 + k and len(t) == r.committed > 0
+        if k:  # a new run's recording starts at that run's first tag: 30 shots/s, runs every 3 s
+            assert t[0] == E.DEFAULTS["tag0"] + 2 * math.ceil(3.0 * k * 30.0 - 1e-9)
+    # the logs: each beside its recording; the run change is in the old one, "recording to" in the new
+    logs = [(tmp_path / n).with_suffix(".log").read_text() for n in names]
+    for k, (n, log) in enumerate(zip(names, logs, strict=True)):
+        lines = log.splitlines()
+        assert lines[0].endswith(f"INFO recording to {n}")
+        if k < 3:
+            assert lines[-1].endswith(f"INFO run {1000 + k} ended; run {1001 + k} started")
+    # stderr: the same notices, each once, without the log's time stamps; the source's own
+    # notices (run state) reach whichever log is current when the recorder hears them
+    err = done.stderr.splitlines()
+    for k in range(3):
+        assert err.count(f"shotwatch: run {1000 + k} ended; run {1001 + k} started") == 1
+        assert err.count(f"shotwatch: recording to {names[k + 1]}") == 1
+        assert err.count(f"shotwatch: run {1000 + k} stopped: no run, shots still followed") == 1
+        assert f"run {1000 + k} stopped: no run, shots still followed" in "".join(logs)

@@ -225,7 +225,7 @@ class SaclaStream:
             self._probe_all(hightag, newest)
             return
         self._follow_run(newest_run)
-        self._set_run_state(int(self._ask("read_runstatus", bl, newest_run)))
+        self._set_run_state(newest_run, int(self._ask("read_runstatus", bl, newest_run)))
         self._check_stream()
         if newest < self._last - MAX_TAG_JUMP:  # the tag counter went back: start again there
             self._restart_at(newest)
@@ -351,7 +351,7 @@ class SaclaStream:
         run = int(self._ask("read_runnumber_newest", bl))
         hightag, newest = (int(v) for v in self._ask("read_tagnumber_newest", self.cfg.reference))
         self._start_at(run, hightag, newest)
-        self._set_run_state(int(self._ask("read_runstatus", bl, run)))
+        self._set_run_state(run, int(self._ask("read_runstatus", bl, run)))
 
     def _start_at(self, run: int, hightag: int, newest: int) -> None:
         # Live monitoring starts with the next shot, not at the beginning of the run.
@@ -373,11 +373,12 @@ class SaclaStream:
         self._check_stream(force=True)
         self._probe_all(self._hightag or 0, first + 10)
 
-    def _set_run_state(self, code: int) -> None:
+    def _set_run_state(self, run: int, code: int) -> None:
         state = _RUN_STATE.get(code, "no run")
         with self._lock:
             if self._run_state and state != self._run_state:
-                self._notes.add(f"run {self._run}: {state}" + (" (shots still followed)" if state == "no run" else ""))
+                self._notes.add(f"run {run} stopped: no run, shots still followed" if state == "no run"
+                                else f"run {run}: {state}")
             self._run_state = state
 
     def _went_down(self, exc: Exception) -> None:

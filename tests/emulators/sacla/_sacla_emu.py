@@ -103,6 +103,7 @@ DEFAULTS: dict[str, Any] = {
     "skip": 0.0, "point_missing": 0.0, "drop_images": 0.0, "detectors": (SINGLE, *OCTAL),
     "missing_det": (), "fail_equip": {}, "fail_newest": 0, "outage": 0.0, "frame_shape": (1024, 512),
     "point_latency": 0.0, "call_cost": 0.0005, "item_cost": 1e-7, "late_det": {},
+    "run_gap": 0.0, "run_count": None,
 }
 
 
@@ -141,6 +142,9 @@ class Emulator:
         ``point_latency``: emulated seconds after its tag before a point value (other than a
         reference ``…_tc_bm_1_pd/charge``) is in the database; NaN before.
         ``call_cost``/``item_cost``: wall seconds each dbpy call takes, plus per tag returned.
+        ``run_seconds``: runs end on their own after this long; ``run_gap``: emulated seconds
+        of no run (stopped, shots still coming) before the next begins; ``run_count``: at
+        most this many runs in all, the last going on.
         """
         with self.lock:
             unknown = set(options) - set(DEFAULTS)
@@ -199,19 +203,22 @@ class Emulator:
     # --- model ---------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        # With run_seconds, runs end and the next begins on their own.
+        # With run_seconds, runs end and the next begins on their own (after run_gap).
         length = self.opts["run_seconds"]
         if not length:
             return
-        while True:
+        limit = self.opts["run_count"]
+        gap = float(self.opts["run_gap"])
+        while limit is None or len(self.runs) < int(limit):
             run = self.runs[-1]
             start = float(run.intervals[0][0])  # type: ignore[arg-type]
             end = max(start, 0.0) + float(length)
-            if run.status != 2 or self.now() < end:
+            if run.status == 2 and self.now() >= end:
+                run.intervals[-1][1] = end
+                run.status = 0
+            if run.status != 0 or self.now() < end + gap:
                 return
-            run.intervals[-1][1] = end
-            run.status = 0
-            self.runs.append(Run(run.number + 1, [[end, None]]))
+            self.runs.append(Run(run.number + 1, [[end + gap, None]]))
 
     def check_db(self, call: str) -> None:
         """Count a dbpy call; raise during an injected outage."""
