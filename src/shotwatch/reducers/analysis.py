@@ -15,11 +15,14 @@ import numpy.typing as npt
 
 from ..schemas import (
     I0,
+    PULSE_POINT,
     Config,
     ConfigError,
     PointPumpProbe,
+    PulseModuloPumpProbe,
     ShotBlock,
     TagModuloPumpProbe,
+    TrainModuloPumpProbe,
     Veto,
     split_roi_key,
 )
@@ -29,7 +32,7 @@ __all__ = ["Analysis", "ShotTable", "display_keys", "shot_table"]
 
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
-PumpProbeMode = TagModuloPumpProbe | PointPumpProbe
+PumpProbeMode = TagModuloPumpProbe | PointPumpProbe | PulseModuloPumpProbe | TrainModuloPumpProbe
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,16 @@ def _laser(block: ShotBlock, analysis: Analysis, n: int) -> npt.NDArray[np.int8]
         on = np.zeros(pp.cycle, np.int8)
         on[list(pp.on)] = 1
         return on[np.asarray(block.tags) % pp.cycle]
+    if isinstance(pp, PulseModuloPumpProbe | TrainModuloPumpProbe):
+        # European XFEL: the pulse's index within its train, or the train id, as delivered
+        # per shot by the source (tag = trainId x pulses_per_train + pulse would not do).
+        v = _point(block, PULSE_POINT[pp.mode], n)
+        known = np.isfinite(v)
+        out = np.full(n, -1, np.int8)
+        on = np.zeros(pp.cycle, np.int8)
+        on[list(pp.on)] = 1
+        out[known] = on[v[known].astype(np.int64) % pp.cycle]
+        return out
     if isinstance(pp, PointPumpProbe):
         v = _point(block, pp.name, n)
         out = np.where(v > pp.threshold, 1, 0).astype(np.int8)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from .config import (
     I0,
+    PULSE_POINT,
     ROI_NAME,
     Calibration,
     Config,
     EdgesRange,
+    EuxfelRunSource,
     KaraboSource,
     PointPumpProbe,
+    PulseModuloPumpProbe,
     PumpProbe,
     Record,
     ReplaySource,
@@ -19,6 +22,7 @@ from .config import (
     SimSource,
     Source,
     TagModuloPumpProbe,
+    TrainModuloPumpProbe,
     Veto,
 )
 from .errors import ConfigError, RecordingError, ShotwatchRuntimeError, SourceError, UsageError
@@ -33,5 +37,6 @@ __all__ = [
     "KaraboSource", "PointPumpProbe", "PumpProbe", "Record", "RecordingError", "ReplaySource",
     "Roi", "RoiTable", "RoiVersion", "SaclaSource", "Scan", "ShotBlock", "ShotwatchRuntimeError", "SimSource", "Source",
     "SourceError", "TagModuloPumpProbe", "UsageError", "Veto", "demo_text", "load_config",
+    "EuxfelRunSource", "PULSE_POINT", "PulseModuloPumpProbe", "TrainModuloPumpProbe",
     "parse_config", "roi_key", "split_roi_key",
 ]

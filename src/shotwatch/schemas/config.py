@@ -13,9 +13,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "Calibration", "Config", "EdgesRange", "I0", "KaraboSource", "PointPumpProbe", "PumpProbe",
-    "Record", "ReplaySource", "Roi", "SaclaSource", "Scan", "SimSource", "Source",
-    "TagModuloPumpProbe", "Veto", "ROI_NAME",
+    "Calibration", "Config", "EdgesRange", "EuxfelRunSource", "I0", "KaraboSource", "PULSE_POINT",
+    "PointPumpProbe", "PulseModuloPumpProbe", "PumpProbe", "Record", "ReplaySource", "Roi", "SaclaSource",
+    "Scan", "SimSource", "Source", "TagModuloPumpProbe", "TrainModuloPumpProbe", "Veto", "ROI_NAME",
 ]
 
 ROI_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -81,21 +81,21 @@ class SaclaSource(_Model):
         return self
 
 
-class KaraboSource(_Model):
-    """European XFEL karabo-bridge."""
+class _EuxfelSource(_Model):
+    """Keys shared by the European XFEL sources (FACILITY.md)."""
 
-    kind: Literal["karabo"] = "karabo"
-    """Source kind."""
-    endpoint: str = Field(pattern=r"^tcp://[^:]+:\d+$")
-    """The bridge's address, ``tcp://host:port``."""
-    socket: Literal["REQ", "SUB"] = "REQ"
-    """ZeroMQ pattern the bridge serves."""
-    detector: str
-    """The detector's karabo source name, e.g. ``SPB_DET_AGIPD1M-1/DET/0CH0:xtdf``."""
+    detectors: list[str] = []
+    """The detectors: karabo source names, ``<source>[k]`` for module k of a multi-module source."""
+    detector: str | None = None
+    """One detector (the same as ``detectors = [it]``; kept for older configurations)."""
     pulses: str = "train"
     """``"train"`` (one shot per train, mean over pulses) or ``"START:STOP:STEP"``."""
     points: dict[str, str] = {}
     """``"source/key"`` -> point name."""
+    xgm_pulses: int | None = Field(None, ge=1)
+    """FEL pulses per train: per-pulse values of other sources (the XGM) past it are filler."""
+    layout: Literal["file", "online"] | None = None
+    """Pixel axes: "file" (pulses first) or "online" (pulses last); default: from the shapes."""
 
     @field_validator("pulses")
     @classmethod
@@ -104,8 +104,51 @@ class KaraboSource(_Model):
             raise ValueError(f"expected \"train\" or \"START:STOP:STEP\", found {v!r}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_list(cls, data: Any) -> Any:
+        # `detector` (one name) stays accepted; the model keeps the list only.
+        if isinstance(data, dict) and data.get("detector") is not None:
+            if data.get("detectors"):
+                raise ValueError("expected source.detector or source.detectors, found both")
+            data = {**data, "detectors": [data["detector"]], "detector": None}
+        return data
 
-Source = Annotated[SimSource | ReplaySource | SaclaSource | KaraboSource, Field(discriminator="kind")]
+    @field_validator("detectors")
+    @classmethod
+    def _detectors(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("expected at least one detector (source.detectors or source.detector), found none")
+        dup = sorted({d for d in v if v.count(d) > 1})
+        if dup:
+            raise ValueError(f"expected each detector once, found {', '.join(map(repr, dup))} more than once")
+        return v
+
+
+class KaraboSource(_EuxfelSource):
+    """European XFEL karabo-bridge."""
+
+    kind: Literal["karabo"] = "karabo"
+    """Source kind."""
+    endpoint: str = Field(pattern=r"^tcp://[^:]+:\d+$")
+    """The bridge's address, ``tcp://host:port``."""
+    socket: Literal["REQ", "SUB", "PULL"] = "REQ"
+    """ZeroMQ pattern: REQ for a REP bridge, SUB for PUB, PULL for PUSH."""
+
+
+class EuxfelRunSource(_EuxfelSource):
+    """A European XFEL run directory read with extra-data, as if it came from the bridge."""
+
+    kind: Literal["euxfel-run"] = "euxfel-run"
+    """Source kind."""
+    path: str
+    """The run directory (relative to the configuration file)."""
+    speed: float = Field(1.0, ge=0)
+    """1 = 10 trains/s (European XFEL's rate), 0 = as fast as possible."""
+
+
+Source = Annotated[SimSource | ReplaySource | SaclaSource | KaraboSource | EuxfelRunSource,
+                   Field(discriminator="kind")]
 
 
 # --- analysis ----------------------------------------------------------------------------
@@ -234,22 +277,42 @@ class Scan(_Model):
         return np.asarray(self.edges, dtype=np.float64)
 
 
-class TagModuloPumpProbe(_Model):
-    """Laser on when ``tag % cycle`` is in ``on``."""
+class _ModuloPumpProbe(_Model):
+    """Laser on when a number of the shot ``% cycle`` is in ``on``."""
 
-    mode: Literal["tag-modulo"] = "tag-modulo"
-    """Decision mode."""
     cycle: int = Field(ge=1)
-    """Cycle length in tags."""
+    """Cycle length."""
     on: list[Annotated[int, Field(ge=0)]]
-    """Residues (tag % cycle) with the laser on."""
+    """Residues (% cycle) with the laser on."""
 
     @model_validator(mode="after")
-    def _residues(self) -> TagModuloPumpProbe:
+    def _residues(self) -> _ModuloPumpProbe:
         bad = [r for r in self.on if r >= self.cycle]
         if bad:
             raise ValueError(f"expected residues below cycle ({self.cycle}), found {bad}")
         return self
+
+
+class TagModuloPumpProbe(_ModuloPumpProbe):
+    """Laser on when ``tag % cycle`` is in ``on``."""
+
+    mode: Literal["tag-modulo"] = "tag-modulo"
+    """Decision mode."""
+
+
+class PulseModuloPumpProbe(_ModuloPumpProbe):
+    """European XFEL, one shot per pulse: laser on when the pulse's original index within its
+    train ``% cycle`` is in ``on`` (the same pattern in every train)."""
+
+    mode: Literal["pulse-modulo"] = "pulse-modulo"
+    """Decision mode."""
+
+
+class TrainModuloPumpProbe(_ModuloPumpProbe):
+    """European XFEL: laser on when ``trainId % cycle`` is in ``on`` (every pulse of a train alike)."""
+
+    mode: Literal["train-modulo"] = "train-modulo"
+    """Decision mode."""
 
 
 class PointPumpProbe(_Model):
@@ -263,7 +326,11 @@ class PointPumpProbe(_Model):
     """On when value > threshold."""
 
 
-PumpProbe = Annotated[TagModuloPumpProbe | PointPumpProbe, Field(discriminator="mode")]
+PumpProbe = Annotated[TagModuloPumpProbe | PointPumpProbe | PulseModuloPumpProbe | TrainModuloPumpProbe,
+                      Field(discriminator="mode")]
+
+PULSE_POINT = {"pulse-modulo": "pulse_index", "train-modulo": "train_id"}
+"""The per-shot point each European XFEL pump-probe mode decides on (the sources deliver it)."""
 
 
 class Record(_Model):
@@ -322,4 +389,6 @@ class Config(_Model):
             names.append(self.scan.name)
         if isinstance(self.pump_probe, PointPumpProbe):
             names.append(self.pump_probe.name)
+        if isinstance(self.pump_probe, PulseModuloPumpProbe | TrainModuloPumpProbe):
+            names.append(PULSE_POINT[self.pump_probe.mode])
         return list(dict.fromkeys(names))

@@ -20,7 +20,7 @@ def demo_text() -> str:
     return resources.files(__package__).joinpath("demo.toml").read_text(encoding="utf-8")
 
 
-_BRANCHES = {"sim", "replay", "sacla", "karabo", "tag-modulo", "point"}
+_BRANCHES = {"sim", "replay", "sacla", "karabo", "euxfel-run", "tag-modulo", "point", "pulse-modulo", "train-modulo"}
 _MODELS = {"EdgesRange"}  # model names pydantic puts into the path of a union member
 
 
@@ -131,5 +131,9 @@ def load_config(path: str | Path | None) -> Config:
     if api_path and not Path(api_path).is_absolute():
         # A relative api_path means "next to this config file", wherever it is run from.
         source = config.source.model_copy(update={"api_path": str((p.parent / api_path).resolve())})
+        config = config.model_copy(update={"source": source})
+    if config.source.kind == "euxfel-run" and not Path(config.source.path).is_absolute():
+        # So does a run directory's path (INTERFACE.md: relative to the config file).
+        source = config.source.model_copy(update={"path": str((p.parent / config.source.path).resolve())})
         config = config.model_copy(update={"source": source})
     return config

@@ -1,4 +1,4 @@
-"""Sources of ShotBlocks: simulator, replay, SACLA, European XFEL (karabo-bridge).
+"""Sources of ShotBlocks: simulator, replay, SACLA, European XFEL (karabo-bridge, run files).
 
 :func:`open_source` builds the source a configuration names. Facility adapters are imported
 only when asked for, so importing this package never touches dbpy/olpy, zmq or zarr.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from ..schemas import Config, ReplaySource, SimSource, SourceError, roi_key
+from ..schemas import PULSE_POINT, Config, ReplaySource, SimSource, SourceError, roi_key
 from .base import Source, SourceStatus
 
 __all__ = ["Source", "SourceStatus", "open_source"]
+
+_MODULES = {"sacla": "sacla", "karabo": "karabo", "euxfel-run": "euxfel_run"}
 
 
 def open_source(config: Config, *, frames_every: int | None = None) -> Source:
@@ -29,6 +31,10 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
     """
     every = config.record.frames_every if frames_every is None else frames_every
     src = config.source
+    pp = config.pump_probe
+    if pp is not None and pp.mode in PULSE_POINT and src.kind in ("sim", "sacla"):
+        raise SourceError(f"pump_probe.mode: expected \"tag-modulo\" or \"point\" with source.kind = {src.kind!r} "
+                          f"(pulse-modulo and train-modulo are European XFEL's), found {pp.mode!r}")
     if isinstance(src, SimSource):
         from .sim import Simulator
         from .sim_physics import POINTS
@@ -41,8 +47,8 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
         from .replay import Replayer
 
         return Replayer(src)
-    # sacla and karabo own their construction (API paths, sockets, point maps).
-    module = importlib.import_module(f"{__name__}.{src.kind}")
+    # The facility sources own their construction (API paths, sockets, point maps).
+    module = importlib.import_module(f"{__name__}.{_MODULES[src.kind]}")
     source: Source = module.make(config, frames_every=every)
     return source
 
