@@ -33,7 +33,7 @@ Train = tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]
 
 MAX_MESSAGE_BYTES = 8 << 30
 """A train larger than this is refused (AGIPD 1M, 352 pulses, corrected with mask and gain,
-is about 3.3 GB); one frame larger than half of it makes ZeroMQ drop the connection."""
+is about 3.3 GB); one frame larger than it makes ZeroMQ drop the connection."""
 MAX_PARTS = 20_000
 """Frames in one message at most (a source has a few arrays; a train a few hundred sources)."""
 
@@ -170,7 +170,7 @@ class BridgeSocket:
         self.kind, self.max_bytes = kind, max_bytes
         self.sock = ctx.socket(_SOCKETS[kind])
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1, max_bytes // 2))
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1, max_bytes))  # a larger frame: ZeroMQ drops the peer
         self.sock.setsockopt(zmq.RCVHWM, 2)  # trains are large: a slow reader drops, never hoards
         if kind == "SUB":
             self.sock.setsockopt(zmq.SUBSCRIBE, b"")
