@@ -30,7 +30,7 @@ import zmq
 from shotwatch.recorder.cut import cut_block
 from shotwatch.reducers import Analysis, SummaryReducer
 from shotwatch.reducers.analysis import shot_table
-from shotwatch.schemas import Config, KaraboSource, Roi, RoiTable, ShotBlock, SourceError, load_config
+from shotwatch.schemas import Config, KaraboSource, RoiTable, ShotBlock, SourceError, load_config
 from shotwatch.sources import Source, open_source
 from shotwatch.sources._karabo_train import find_layout, frames, parse_pulses, point_values
 from shotwatch.sources._karabo_wire import BadMessage, decode
