@@ -402,8 +402,8 @@ CONFIGS: list[Any] = [
     ),
     (
         "karabo-socket",
-        '[source]\nkind = "karabo"\nendpoint = "tcp://h:1"\ndetector = "D"\nsocket = "PULL"\n',
-        ["source.socket", "'PULL'"],
+        '[source]\nkind = "karabo"\nendpoint = "tcp://h:1"\ndetector = "D"\nsocket = "PUSH"\n',
+        ["source.socket", "'PUSH'"],
         True,
     ),
     ("sacla-beamline", '[source]\nkind = "sacla"\nbeamline = 7\n', ["source.beamline", "found 7"], True),

@@ -114,15 +114,15 @@ class _EuxfelSource(_Model):
             data = {**data, "detectors": [data["detector"]], "detector": None}
         return data
 
-    @field_validator("detectors")
-    @classmethod
-    def _detectors(cls, v: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _detectors(self) -> _EuxfelSource:
+        v = self.detectors
         if not v:
-            raise ValueError("expected at least one detector (source.detectors or source.detector), found none")
+            raise ValueError("expected at least one detector in source.detectors (or source.detector), found none")
         dup = sorted({d for d in v if v.count(d) > 1})
         if dup:
-            raise ValueError(f"expected each detector once, found {', '.join(map(repr, dup))} more than once")
-        return v
+            raise ValueError(f"expected each of source.detectors once, found {', '.join(map(repr, dup))} more than once")
+        return self
 
 
 class KaraboSource(_EuxfelSource):
