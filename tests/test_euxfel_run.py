@@ -40,20 +40,20 @@ SERVE = Path(sys.executable).with_name("karabo-bridge-serve-files")
 ROIS = {"a": (CORR, (10, 42), (300, 340)), "b": (RAW, (60, 100), (20, 52))}
 
 
-def write_run(path: Path) -> None:
+def write_run(path: Path, trains: int = TRAINS) -> None:
     """A mock run with known pixels and XGM values (seeded), via extra-data's make_examples."""
     import h5py
     from extra_data.tests import make_examples as mx
 
     path.mkdir()
-    opts = {"ntrains": TRAINS, "chunksize": TRAINS}
+    opts = {"ntrains": trains, "chunksize": min(trains, 32)}
     mx.write_file(str(path / "CORR-R0007-AGIPD03-S00000.h5"),
                   [mx.AGIPDModule(CORR.split(":")[0], raw=False, frames_per_train=PULSES)], **opts)
     mx.write_file(str(path / "RAW-R0007-AGIPD04-S00000.h5"),
                   [mx.AGIPDModule(RAW.split(":")[0], raw=True, frames_per_train=PULSES)], **opts)
     mx.write_file(str(path / "RAW-R0007-DA01-S00000.h5"), [mx.XGM(XGM_SRC.split(":")[0])], **opts)
     rng = np.random.default_rng(2026)
-    n = TRAINS * PULSES
+    n = trains * PULSES
     with h5py.File(path / "CORR-R0007-AGIPD03-S00000.h5", "r+") as f:
         f[f"INSTRUMENT/{CORR}/image/data"][:] = rng.normal(5.0, 2.0, (n, 512, 128)).astype(np.float32)
     with h5py.File(path / "RAW-R0007-AGIPD04-S00000.h5", "r+") as f:
@@ -62,9 +62,9 @@ def write_run(path: Path) -> None:
         raw[:, 1] = 2  # gain stage: taking this axis' index 1 would give a constant
         f[f"INSTRUMENT/{RAW}/image/data"][:] = raw
     with h5py.File(path / "RAW-R0007-DA01-S00000.h5", "r+") as f:
-        xgm = np.ones((TRAINS, 1000), np.float32)  # filler
-        xgm[:, :FEL] = rng.uniform(0.5, 2.0, (TRAINS, FEL))
-        f[f"INSTRUMENT/{XGM_SRC}/data/intensityTD"][:] = xgm
+        xgm = np.ones((trains, 1000), np.float32)  # filler
+        xgm[:, :FEL] = rng.uniform(0.5, 2.0, (trains, FEL))
+        f[f"INSTRUMENT/{XGM_SRC}/data/intensityTD"][:trains] = xgm  # padded to whole chunks
 
 
 @pytest.fixture(scope="module")
