@@ -22,17 +22,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _common import emit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_euxfel_run import CORR, PULSES, ServeFiles, write_run  # noqa: E402
-from test_karabo import SimBridge  # noqa: E402
-
 from shotwatch.schemas import EuxfelRunSource, KaraboSource  # noqa: E402
 from shotwatch.sources.euxfel_run import EuxfelRun  # noqa: E402
 from shotwatch.sources.karabo import KaraboBridgeSource  # noqa: E402
+from test_euxfel_run import CORR, PULSES, ServeFiles, write_run  # noqa: E402
+from test_karabo import SimBridge  # noqa: E402
 
 BENCH = "euxfel"
 MODULE = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
