@@ -44,7 +44,10 @@ def _list(args: argparse.Namespace) -> int:
     from ..sources import open_source  # heavy: keep `shotwatch --help` fast
 
     config = load_config(args.config)
-    source = open_source(config, frames_every=0)
+    try:  # a source refusing the configuration names the file, as open() does
+        source = open_source(config, frames_every=0)
+    except SourceError as exc:
+        raise SourceError(f"{args.config or '<demo>'}: {exc}") from None
     try:
         source.open()
         info = source.describe()
