@@ -272,7 +272,7 @@ class SaclaStream:
             boundary = self._next_run[1] if self._next_run is not None else None
             cut = split_at(shots[done:], boundary)
             if cut == 0 and self._next_run is not None:  # every shot of the old run delivered
-                self._switch_run(*self._next_run)
+                self._switch_run(*self._next_run, hightag=hightag, newest=newest)
                 continue
             stop = done + min(cut, self._block_size())
             block = self._read_block(shots[done:stop], {k: v[done:stop] for k, v in points.items()}, failed,
@@ -363,7 +363,7 @@ class SaclaStream:
             self._notes.add(f"sacla: the newest tag went back from {self._last} to {newest}; following it from there")
             self._last = newest
 
-    def _switch_run(self, run: int, first: int) -> None:
+    def _switch_run(self, run: int, first: int, *, hightag: int, newest: int) -> None:
         """Every shot before ``first`` is delivered: from here on, shots are ``run``'s."""
         with self._lock:
             # No notice: the recorder announces the new run when its first block arrives.
@@ -371,7 +371,7 @@ class SaclaStream:
             self._last = max(self._last, first - 1)
         self._dets.new_run()
         self._check_stream(force=True)
-        self._probe_all(self._hightag or 0, first + 10)
+        self._probe_all(hightag, newest)
 
     def _set_run_state(self, run: int, code: int) -> None:
         state = _RUN_STATE.get(code, "no run")
