@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Callable
 
 import numpy as np
@@ -268,6 +269,22 @@ def test_background_photons_follow_the_scattering_profile() -> None:
     rows = (np.exp(-500 / 1500) - np.exp(-564 / 1500)) / (1 - np.exp(-1024 / 1500))
     cols = (np.arctan((164 - 256) / 400) - np.arctan((100 - 256) / 400)) / (2 * np.arctan(256 / 400))
     assert got == pytest.approx(600 * rows * cols, rel=0.05)
+
+
+def test_the_demo_says_how_to_take_a_dark_and_its_recipe_gives_one() -> None:
+    from shotwatch.schemas import demo_text, parse_config
+
+    text = demo_text()
+    assert "shotwatch dark -c dark.toml --shots 600 -o dark.zarr" in text
+    assert '# dark = "dark.zarr"' in text and 'shutter = "closed"' in text
+    dark_toml = text.replace('shutter = "auto"', 'shutter = "closed"').replace("rate = 30.0", "rate = 0")
+    config = parse_config(tomllib.loads(dark_toml), origin="dark.toml")
+    block = read_n(open_source(config, frames_every=0), 300)
+    assert np.all(block.points[SHUTTER] == 0) and block.points[BEAM].mean() > 0.5
+    shutter_veto = next(v for v in config.veto if v.name == SHUTTER)  # what [alarm] beam names
+    assert shutter_veto.min is not None and np.all(block.points[SHUTTER] < shutter_veto.min)  # X-rays off
+    cut = block.cutouts["bragg/v1"]
+    assert photons(cut.pixels[cut.valid], dark_of(BRAGG)).max() < 1  # not a photon on the spot
 
 
 @pytest.mark.parametrize("seed", [2019, 4])
