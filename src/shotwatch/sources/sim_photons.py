@@ -46,6 +46,7 @@ TILE = 64
 _ROW_SCALE, _COL_SCALE, _COL_CENTRE = 1500.0, 400.0, 256.0
 _GRID = (SHAPE[0] // TILE, SHAPE[1] // TILE)
 _SPOT = 1 << 16  # the spot's "tile" id (after every tile: its photons are added last)
+_FRAME = 1 << 17  # every tile and the spot, merged shot by shot (for full frames)
 _JITTER = (ADU_PER_PHOTON * (1 + 0.03 * np.random.default_rng(7).standard_normal(1 << 16))).astype(np.float32)
 
 
@@ -79,6 +80,8 @@ def _tile_span(tile: int) -> tuple[Span, Span]:
 
 def _tiles(y: Span, x: Span) -> list[int]:
     """Background tiles overlapping a region (row-major), then the spot if its box does."""
+    if (y, x) == ((0, SHAPE[0]), (0, SHAPE[1])):
+        return [_FRAME]
     rows = range(y[0] // TILE, (y[1] - 1) // TILE + 1)
     cols = range(x[0] // TILE, (x[1] - 1) // TILE + 1)
     out = [tr * _GRID[1] + tc for tr in rows for tc in cols]
@@ -119,6 +122,15 @@ def _draw(seed: int, chunk: int, tile: int, bg_scale: F64, spot_scale: F64) -> _
                   np.take(_JITTER, np.arange(off, off + total), mode="wrap"))
 
 
+def _merge(parts: list[_Drawn]) -> _Drawn:
+    """Several tiles' photons as one list, shot by shot, each shot's in the order of ``parts``."""
+    counts = np.sum([d.counts for d in parts], axis=0)
+    shot = np.concatenate([np.repeat(np.arange(len(d.counts), dtype=np.int32), d.counts) for d in parts])
+    order = np.argsort(shot, kind="stable")  # stable: within a shot, tile order, then the spot
+    fields = [np.concatenate([getattr(d, f) for d in parts])[order] for f in ("rows", "cols", "adu")]
+    return _Drawn(counts, np.concatenate([[0], np.cumsum(counts)]), *fields)
+
+
 class PhotonField:
     """The photons deposited in any region by given shots (cached per chunk and tile)."""
 
@@ -154,7 +166,11 @@ class PhotonField:
     def _drawn(self, chunk: int, tile: int, bg: F64, spot: F64) -> _Drawn:
         key = (chunk, tile)
         if key not in self._cache:
-            self._cache[key] = _draw(self._seed, chunk, tile, bg, spot)
+            if tile == _FRAME:
+                parts = [self._drawn(chunk, t, bg, spot) for t in [*range(_GRID[0] * _GRID[1]), _SPOT]]
+                self._cache[key] = _merge(parts)
+            else:
+                self._cache[key] = _draw(self._seed, chunk, tile, bg, spot)
         return self._cache[key]
 
     def _forget_before(self, chunk: int) -> None:
