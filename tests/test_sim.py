@@ -142,6 +142,14 @@ def test_unknown_point_and_detector_are_errors_listing_names() -> None:
         fast().set_rois(rois={"r/v1": outside})
 
 
+@pytest.mark.parametrize(("line", "found"), [('shutter = "dark"', "found 'dark'"), ('full_frames = "yes"', "found 'yes'")])
+def test_bad_sim_options_are_one_line_errors_naming_the_key(line: str, found: str) -> None:
+    from shotwatch.schemas import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"^bad.toml: source\.\w+: expected .*" + found + "$"):
+        parse_config(tomllib.loads(f"[source]\n{line}\n"), origin="bad.toml")
+
+
 def test_points_restriction_and_factory_adds_analysis_points() -> None:
     block = read_n(fast(points=[BEAM]), 10)
     assert list(block.points) == [BEAM]
