@@ -44,8 +44,8 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def config_text(*, rate: float = 60.0, frames_every: int = 60, four_rois: bool = False, seed: int = 2019) -> str:
     """The demo configuration, optionally at another rate and with 4 ROIs of 64x64."""
-    text = demo_text().replace("rate = 60.0", f"rate = {rate}").replace("seed = 2019", f"seed = {seed}")
-    text = text.replace("frames_every = 60", f"frames_every = {frames_every}")
+    text = demo_text().replace("rate = 30.0", f"rate = {rate}").replace("seed = 2019", f"seed = {seed}")
+    text = text.replace("frames_every = 30", f"frames_every = {frames_every}")
     if four_rois:
         head, _, _ = text.partition("[[roi]]")
         rest = text[text.index("[scan]"):]

@@ -233,7 +233,7 @@ def recs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     damaged copy in DAMAGE, plus ``nonexistent``."""
     d = tmp_path_factory.mktemp("bad_inputs")
     demo = subprocess_cli("config", "example", cwd=d)[1]
-    demo = demo.replace("rate = 60.0", "rate = 0").replace("frames_every = 60", "frames_every = 150")
+    demo = demo.replace("rate = 30.0", "rate = 0").replace("frames_every = 30", "frames_every = 150")
     (d / "demo0.toml").write_text(demo)
     (d / "noroi.toml").write_text("[source]\nrate = 0\n")
     jobs = [

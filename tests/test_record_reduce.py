@@ -27,8 +27,8 @@ except ImportError:  # pragma: no cover
 
 def fast_config_text(*, seed: int = 7, rate: float = 0.0, frames_every: int = 60) -> str:
     """The demo configuration, with the simulator as fast as possible."""
-    text = demo_text().replace("rate = 60.0", f"rate = {rate}").replace("seed = 2019", f"seed = {seed}")
-    return text.replace("frames_every = 60", f"frames_every = {frames_every}")
+    text = demo_text().replace("rate = 30.0", f"rate = {rate}").replace("seed = 2019", f"seed = {seed}")
+    return text.replace("frames_every = 30", f"frames_every = {frames_every}")
 
 
 def fast_config(tmp_path: Path, **kw: Any) -> Path:
@@ -166,7 +166,7 @@ def test_reduce_with_other_analysis_uses_recorded_rois(tmp_path: Path) -> None:
 
 
 def test_demo_config_loads() -> None:
-    assert load_config(None).record.frames_every == 60
+    assert load_config(None).record.frames_every == 30
 
 
 def test_append_with_changed_roi_continues_history(tmp_path: Path) -> None:

@@ -37,11 +37,20 @@ class SimSource(_Model):
     kind: Literal["sim"] = "sim"
     """Source kind."""
     seed: int = 0
-    """Random seed; the same seed gives the same shots."""
-    rate: float = Field(60.0, ge=0)
-    """Shots per second; 0 = as fast as possible."""
+    """Random seed; a shot is a function of the seed and its tag alone."""
+    rate: float = Field(30.0, ge=0)
+    """Shots per second: 30 = SACLA BL3 on a shared beam (tags step by 2 whatever the rate); 0 =
+    as fast as possible, synthesising only the ROI regions (see ``full_frames``)."""
     points: list[str] | None = None
     """Point detectors to record (default: all the simulator offers)."""
+    shutter: Literal["auto", "open", "closed"] = "auto"
+    """The X-ray shutter: ``"auto"`` closes now and then for a few seconds, ``"open"`` never
+    closes, ``"closed"`` stays closed while the beam status still says beam on, so every frame
+    is a dark (pedestal and noise, no photons): how to take a dark with the simulator."""
+    full_frames: bool = False
+    """At ``rate = 0``, deliver a full 1024 x 512 frame for every shot (the recorder cuts the
+    ROIs) instead of synthesising only the ROI regions: the CPU-heavy workload. At ``rate > 0``
+    every shot has a full frame anyway."""
 
 
 class ReplaySource(_Model):

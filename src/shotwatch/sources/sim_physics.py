@@ -2,33 +2,46 @@
 
 The simulator imitates SACLA BL3 during a pump-probe delay scan (FACILITY.md):
 
-- tags step by 2 (the beamline shares the accelerator), with an occasional missing tag;
+- the accelerator's tag clock is 60 Hz and BL3 shares the beam, so it gets every other tag:
+  tags step by 2 at 30 shots/s (a *slot* is one of BL3's pulses: ``tag = first_tag + 2 slot``),
+  and now and then a tag is missing;
 - the pulse energy fluctuates like SASE (gamma distributed), and pointing jitter changes how
   much of it reaches the sample, so only the I0 monitor at the sample tracks the signal;
-- the beam goes off in bursts (beam status 0, I0 ~ 0), the shutter closes now and then;
-- the delay stage steps through the demo's bins, dwelling a few seconds per step;
+- the beam goes off in bursts (beam status 0, I0 ~ 0) and the shutter closes now and then
+  (``shutter = "auto"``; ``"closed"`` keeps it shut for a dark while the beam stays on);
+- the delay stage steps through the demo's bins, dwelling 3 s per step;
 - the laser is on when ``tag % 4 == 0``; after time zero ``t0`` the Bragg spot on laser-on
-  shots changes by a factor ``1 + amplitude`` (negative: laser heating lowers it).
+  shots changes by a factor ``1 + amplitude`` (negative: laser heating lowers it);
+- each shot's intensity at the sample scales the photons it scatters onto the sensor: a
+  diffuse background and a Bragg spot (``sim_photons``; pixels in ``sim_detector``).
 
-Everything here is per-shot scalars, generated in fixed chunks from one seeded generator so
-the same seed gives the same shots whatever the block sizes. Pixels live in ``sim_detector``.
+Every value is a pure function of ``(seed, slot)``: slots come in chunks of ``CHUNK`` and each
+chunk draws from generators seeded with ``(seed, stream, chunk)``. A burst that starts in one
+chunk and runs into the next is found by redrawing the few earlier chunks' burst starts
+(bounded work), so a chunk needs nothing but its number: any split of the stream (block sizes,
+processes each generating a share of the chunks) gives the same shots.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from .sim_detector import HOT_PIXELS, NAN_PATCH, PEDESTAL_ADU
+
 __all__ = [
-    "BEAM", "DELAY", "I0", "POINTS", "SHUTTER", "ShotParams", "Timeline", "Truth", "draw_truth",
+    "BEAM", "CHUNK", "CLOCK_HZ", "DELAY", "I0", "POINTS", "SHUTTER", "ShotParams",
+    "Share", "ShutterMode", "Timeline", "Truth", "chunk_params", "draw_truth",
 ]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
+ShutterMode = Literal["auto", "open", "closed"]
 
 I0 = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"
 BEAM = "xfel_mon_bpm_bl3_0_3_beamstatus/summary"
@@ -44,19 +57,22 @@ STATIC_MOTORS = tuple(
 POINTS: tuple[str, ...] = (DIRECT, *TC_BM, SPEC, BEAM, SHUTTER, DELAY, *STATIC_MOTORS, I0)
 
 HIGHTAG = 201902
+CLOCK_HZ = 30.0  # BL3's pulses per second: the 60 Hz tag clock, every other tag
 PHOTON_EV = 9000.0
 SCAN_STEPS_PS = np.round(np.arange(-0.9, 3.0, 0.2), 3)  # the demo's bin centres
-DWELL_SLOTS = 180  # 3 s per step at 60 Hz
-MOVE_SLOTS = 6  # the stage is between positions for the first 0.1 s of a step
+DWELL_SLOTS = 90  # 3 s per step at 30 Hz
+MOVE_SLOTS = 3  # the stage is between positions for the first 0.1 s of a step
 I0_VOLTS = 0.25  # mean I0 reading with the full beam
 SASE_MODES = 10.0  # gamma shape of the pulse energy: ~32 % rms, typical of SASE
 TIMING_JITTER_PS = 0.04  # laser-to-X-ray arrival jitter smears the step
-_CHUNK = 4096
+CHUNK = 1024  # slots per chunk (34 s at 30 Hz): the unit of generation and of shares
 _P_MISSING_TAG = 0.005
-_P_BEAM_OFF = 1 / 4000  # a beam-off burst starts, per shot
-_P_SHUTTER = 1 / 20000
 _P_NAN = 2e-4  # one point detector fails to read for one shot
 _P_NO_FRAME = 2e-3  # the detector delivered no frame for a shot
+_P_GLITCH = 0.03  # the sensor's NaN patch is on for a shot
+# Bursts: (stream, start probability per slot, shortest and longest length in slots).
+_BEAM_OFF = (11, 1 / 2000, 60, 300)  # every ~70 s, 2-10 s
+_SHUTTER_SHUT = (12, 1 / 10000, 120, 600)  # every ~6 min, 4-20 s
 
 
 @dataclass(frozen=True)
@@ -76,7 +92,11 @@ class Truth:
             "seed": self.seed, "t0_ps": self.t0_ps, "amplitude": self.amplitude,
             "photon_energy_ev": PHOTON_EV, "delay_steps_ps": SCAN_STEPS_PS.tolist(),
             "dwell_shots": DWELL_SLOTS, "laser_on": "tag % 4 == 0",
-            "timing_jitter_ps": TIMING_JITTER_PS,
+            "timing_jitter_ps": TIMING_JITTER_PS, "clock_hz": CLOCK_HZ, "tag_step": 2,
+            "first_tag": self.first_tag,
+            "sensor": {"pedestal_adu": list(PEDESTAL_ADU), "hot_pixels": [[r, c] for r, c, _ in HOT_PIXELS],
+                       "nan_patch": {"y": list(NAN_PATCH[0]), "x": list(NAN_PATCH[1]),
+                                     "shots": _P_GLITCH}},
         }
 
 
@@ -97,15 +117,19 @@ def draw_truth(seed: int) -> Truth:
 
 @dataclass(frozen=True)
 class ShotParams:
-    """Per-shot scalars for ``n`` consecutive shots.
+    """Everything about ``n`` shots but their pixels.
 
     Attributes:
         tags: int64 tags.
-        slots: pulse slots since the run started (tag steps / 2); they set the clock.
+        slots: BL3 pulse slots since the run started (``(tag - first_tag) / 2``): the clock.
         points: every offered point detector -> float64 (NaN where the read failed).
         bg_scale: diffuse-scattering intensity relative to a mean full-beam shot.
         spot_scale: Bragg-spot intensity, the same times ``1 + amplitude`` when pumped.
         frame_ok: the detector delivered a frame for the shot.
+        glitch: the sensor's NaN patch is on for the shot.
+        chunk, index: the shot's chunk and its position among the chunk's shots (photons are
+            drawn per chunk, for all its shots at once).
+        chunk_scales: chunk -> ``(bg_scale, spot_scale)`` of all the chunk's shots.
     """
 
     tags: I64
@@ -114,25 +138,32 @@ class ShotParams:
     bg_scale: F64
     spot_scale: F64
     frame_ok: BOOL
+    glitch: BOOL
+    chunk: I64
+    index: I64
+    chunk_scales: dict[int, tuple[F64, F64]]
 
     def __len__(self) -> int:
         return int(self.tags.shape[0])
 
+    def select(self, shots: slice | I64) -> ShotParams:
+        """The shots ``shots`` (a slice or increasing indices)."""
+        return ShotParams(self.tags[shots], self.slots[shots], {k: v[shots] for k, v in self.points.items()},
+                          self.bg_scale[shots], self.spot_scale[shots], self.frame_ok[shots], self.glitch[shots],
+                          self.chunk[shots], self.index[shots], self.chunk_scales)
+
     def take(self, start: int, stop: int) -> ShotParams:
-        s = slice(start, stop)
-        return ShotParams(self.tags[s], self.slots[s], {k: v[s] for k, v in self.points.items()},
-                          self.bg_scale[s], self.spot_scale[s], self.frame_ok[s])
+        return self.select(slice(start, stop))
 
-
-def _concat(parts: list[ShotParams]) -> ShotParams:
-    if len(parts) == 1:
-        return parts[0]
-    return ShotParams(
-        np.concatenate([p.tags for p in parts]), np.concatenate([p.slots for p in parts]),
-        {k: np.concatenate([p.points[k] for p in parts]) for k in parts[0].points},
-        np.concatenate([p.bg_scale for p in parts]), np.concatenate([p.spot_scale for p in parts]),
-        np.concatenate([p.frame_ok for p in parts]),
-    )
+    @staticmethod
+    def concat(parts: list[ShotParams]) -> ShotParams:
+        if len(parts) == 1:
+            return parts[0]
+        arrays = ("tags", "slots", "bg_scale", "spot_scale", "frame_ok", "glitch", "chunk", "index")
+        joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays}
+        points = {k: np.concatenate([p.points[k] for p in parts]) for k in parts[0].points}
+        scales = {c: s for p in parts for c, s in p.chunk_scales.items()}
+        return ShotParams(points=points, chunk_scales=scales, **joined)
 
 
 def delay_ps(slots: I64) -> F64:
@@ -145,76 +176,122 @@ def delay_ps(slots: I64) -> F64:
     return np.asarray(before + (here - before) * frac, dtype=np.float64)
 
 
-class Timeline:
-    """Generates :class:`ShotParams` in fixed chunks and serves them in any slicing."""
+def _rng(seed: int, stream: int, chunk: int) -> np.random.Generator:
+    return np.random.default_rng([_nonneg(seed), stream, chunk])
 
-    def __init__(self, truth: Truth) -> None:
-        self._truth = truth
-        self._rng = np.random.default_rng([_nonneg(truth.seed), 1])
-        self._next_slot = 0
-        self._beam_off_left = 0  # shots left in a burst that crosses a chunk boundary
-        self._shutter_left = 0
+
+def _bursts(seed: int, chunk: int, spec: tuple[int, float, int, int]) -> BOOL:
+    """Slots of ``chunk`` inside bursts, including bursts begun in earlier chunks."""
+    stream, p, shortest, longest = spec
+    mask = np.zeros(CHUNK, dtype=bool)
+    lookback = math.ceil(longest / CHUNK)  # a burst never reaches further than this
+    for c in range(max(0, chunk - lookback), chunk + 1):
+        rng = _rng(seed, stream, c)
+        starts = np.flatnonzero(rng.random(CHUNK) < p) + (c - chunk) * CHUNK
+        lengths = rng.integers(shortest, longest, len(starts))
+        for s, m in zip(starts.tolist(), lengths.tolist(), strict=True):
+            if s + m > 0:
+                mask[max(s, 0):s + m] = True
+    return mask
+
+
+def chunk_params(truth: Truth, chunk: int, shutter: ShutterMode = "auto") -> ShotParams:
+    """The shots of slots ``[chunk * CHUNK, (chunk + 1) * CHUNK)``; missing tags left out.
+
+    Pure: the same ``(truth.seed, chunk, shutter)`` always gives the same shots.
+    """
+    seed, n = truth.seed, CHUNK
+    rng = _rng(seed, 1, chunk)
+    slots = chunk * CHUNK + np.arange(n, dtype=np.int64)
+    present = rng.random(n) >= _P_MISSING_TAG
+    tags = truth.first_tag + 2 * slots
+    beam = ~_bursts(seed, chunk, _BEAM_OFF)
+    is_open = {"auto": ~_bursts(seed, chunk, _SHUTTER_SHUT), "open": np.ones(n, dtype=bool),
+               "closed": np.zeros(n, dtype=bool)}[shutter]
+    pulse = rng.gamma(SASE_MODES, 1 / SASE_MODES, n) * beam
+    pointing = rng.normal(0.0, 0.3, (2, n))
+    at_sample = pulse * np.exp(-0.5 * (pointing**2).sum(axis=0)) * is_open
+    delay = delay_ps(slots)
+    pumped = (tags % 4 == 0) & (delay + rng.normal(0, TIMING_JITTER_PS, n) > truth.t0_ps)
+    points = _points(rng, truth, slots, beam, is_open, pulse, at_sample)
+    spot = at_sample * np.where(pumped, 1.0 + truth.amplitude, 1.0)
+    frame_ok = rng.random(n) >= _P_NO_FRAME
+    glitch = rng.random(n) < _P_GLITCH
+    keep = np.flatnonzero(present)
+    bg, spot = at_sample[keep], spot[keep]
+    return ShotParams(tags[keep], slots[keep], {k: v[keep] for k, v in points.items()}, bg, spot,
+                      frame_ok[keep], glitch[keep], np.full(len(keep), chunk, dtype=np.int64),
+                      np.arange(len(keep), dtype=np.int64), {chunk: (bg, spot)})
+
+
+def _points(rng: np.random.Generator, truth: Truth, slots: I64, beam: BOOL, is_open: BOOL,
+            pulse: F64, at_sample: F64) -> dict[str, F64]:
+    n = len(slots)
+    noise = rng.normal(0.0, 1.0, (6, n))
+    pts: dict[str, F64] = {
+        I0: I0_VOLTS * at_sample * (1 + 0.01 * noise[0]) + 0.002 * noise[1],
+        DIRECT: 0.3 * at_sample * (1 + 0.02 * noise[2]) + 0.003 * noise[3],
+        TC_BM[0]: 0.8 * pulse + 0.01 * noise[4],
+        TC_BM[1]: 0.6 * pulse + 0.01 * noise[5],
+        SPEC: np.where(beam, PHOTON_EV + rng.normal(0.0, 9.0, n), rng.uniform(8500, 9500, n)),  # no beam: a failed fit
+        BEAM: beam.astype(np.float64),
+        SHUTTER: is_open.astype(np.float64),
+        DELAY: np.round(1000.0 * delay_ps(slots)),  # the stage reads pulses (1 fs each)
+    }
+    for name, value in truth.motors.items():
+        pts[name] = np.full(n, value)
+    for values in pts.values():
+        values[rng.random(n) < _P_NAN] = np.nan
+    return pts
+
+
+@dataclass(frozen=True)
+class Share:
+    """The part of the stream one of ``count`` processes delivers (an MPI rank's, say).
+
+    The slots are cut into chunks of ``CHUNK``; share ``index`` takes chunks ``index``,
+    ``index + count``, ``index + 2 count``, ... Consecutive slots per share keep the per-chunk
+    costs (seeding, burst look-back) rare; the shares of ``count`` processes, merged in tag
+    order, are exactly the single-process stream.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share: expected 0 <= index < count, found index {self.index} of {self.count}")
+
+    def next_chunk(self, chunk: int) -> int:
+        """The first chunk >= ``chunk`` this share owns."""
+        return chunk + (self.index - chunk) % self.count
+
+
+class Timeline:
+    """Serves the shots of one share, from ``start_slot`` on, in any slicing."""
+
+    def __init__(self, truth: Truth, *, shutter: ShutterMode = "auto", share: Share | None = None,
+                 start_slot: int = 0) -> None:
+        self._truth, self._shutter = truth, shutter
+        self._share = share or Share()
+        self._start_slot = start_slot
+        self._next_chunk = self._share.next_chunk(start_slot // CHUNK)
         self._buf: ShotParams | None = None
         self._pos = 0
 
     def _chunk(self) -> ShotParams:
-        rng, n = self._rng, _CHUNK
-        steps = np.where(rng.random(n) < _P_MISSING_TAG, 2, 1)
-        slots = self._next_slot + np.cumsum(steps) - steps[0]
-        self._next_slot = int(slots[-1]) + 1
-        tags = (self._truth.first_tag + 2 * slots).astype(np.int64)
-        beam = ~self._bursts(rng, n, _P_BEAM_OFF, (60, 300), "_beam_off_left")
-        shutter = ~self._bursts(rng, n, _P_SHUTTER, (120, 600), "_shutter_left")
-        pulse = rng.gamma(SASE_MODES, 1 / SASE_MODES, n) * beam
-        pointing = rng.normal(0.0, 0.3, (2, n))
-        at_sample = pulse * np.exp(-0.5 * (pointing**2).sum(axis=0)) * shutter
-        delay = delay_ps(slots)
-        pumped = (tags % 4 == 0) & (delay + rng.normal(0, TIMING_JITTER_PS, n) > self._truth.t0_ps)
-        points = self._points(rng, tags, slots, beam, shutter, pulse, at_sample)
-        spot = at_sample * np.where(pumped, 1.0 + self._truth.amplitude, 1.0)
-        frame_ok = rng.random(n) >= _P_NO_FRAME
-        return ShotParams(tags, slots.astype(np.int64), points, at_sample, spot, frame_ok)
-
-    def _bursts(self, rng: np.random.Generator, n: int, p: float, length: tuple[int, int],
-                carry: str) -> BOOL:
-        """Boolean mask of shots inside bursts that start with probability ``p`` per shot."""
-        mask = np.zeros(n, dtype=bool)
-        end = int(getattr(self, carry))  # a burst carried over from the previous chunk
-        mask[:end] = True
-        starts = np.flatnonzero(rng.random(n) < p)
-        lengths = rng.integers(length[0], length[1], len(starts))
-        for s, m in zip(starts.tolist(), lengths.tolist(), strict=True):
-            mask[s:s + m] = True
-            end = max(end, s + m)
-        setattr(self, carry, max(0, end - n))
-        return mask
-
-    def _points(self, rng: np.random.Generator, tags: I64, slots: npt.NDArray[np.int_],
-                beam: BOOL, shutter: BOOL, pulse: F64, at_sample: F64) -> dict[str, F64]:
-        n = len(tags)
-        noise = rng.normal(0.0, 1.0, (6, n))
-        pts: dict[str, F64] = {
-            I0: I0_VOLTS * at_sample * (1 + 0.01 * noise[0]) + 0.002 * noise[1],
-            DIRECT: 0.3 * at_sample * (1 + 0.02 * noise[2]) + 0.003 * noise[3],
-            TC_BM[0]: 0.8 * pulse + 0.01 * noise[4],
-            TC_BM[1]: 0.6 * pulse + 0.01 * noise[5],
-            SPEC: np.where(beam, PHOTON_EV + rng.normal(0.0, 9.0, n), rng.uniform(8500, 9500, n)),  # no beam: a failed fit
-            BEAM: beam.astype(np.float64),
-            SHUTTER: shutter.astype(np.float64),
-            DELAY: np.round(1000.0 * delay_ps(slots)),  # the stage reads pulses (1 fs each)
-        }
-        for name, value in self._truth.motors.items():
-            pts[name] = np.full(n, value)
-        for values in pts.values():
-            values[rng.random(n) < _P_NAN] = np.nan
-        return pts
+        chunk = self._next_chunk
+        self._next_chunk = self._share.next_chunk(chunk + 1)
+        p = chunk_params(self._truth, chunk, self._shutter)
+        first = int(np.searchsorted(p.slots, self._start_slot))
+        return p.take(first, len(p)) if first else p
 
     def _ensure(self, k: int) -> ShotParams:
         """The buffer, holding at least ``k`` shots from the read position on."""
         if self._buf is None:
             self._buf, self._pos = self._chunk(), 0
         while len(self._buf) - self._pos < k:
-            self._buf = _concat([self._buf.take(self._pos, len(self._buf)), self._chunk()])
+            self._buf = ShotParams.concat([self._buf.take(self._pos, len(self._buf)), self._chunk()])
             self._pos = 0
         return self._buf
 
