@@ -114,7 +114,7 @@ class LiveModel:
         self.corr = Correlation(self.analysis, size=window)
         self.hist = Histogram(self.analysis, bins=40)
         self.trend = Trend(self.analysis, size=500)
-        self.rois = {v.name: v for v in map(_version, hello.rois) if v.end_shot is None}
+        self.rois = {v.name: v for v in hello.rois if v.end_shot is None}
         self.status: Status | None = None
         self.images: dict[str, ImageMsg] = {}
         self.version = 0
@@ -219,9 +219,3 @@ class LiveModel:
             config=self.config, i0_mean=self.i0_sum / self.i0_count if self.i0_count else None,
         )
 
-
-def _version(fields: Mapping[str, Any]) -> RoiVersion:
-    """A RoiVersion from hello's dicts (lists from JSON become the tuples RoiVersion holds)."""
-    d = dict(fields)
-    d["x"], d["y"] = tuple(d["x"]), tuple(d["y"])
-    return RoiVersion(**d)
