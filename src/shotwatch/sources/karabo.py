@@ -40,7 +40,7 @@ from ._karabo_train import (
     timestamp,
     train_id,
 )
-from .base import SourceStatus
+from .base import Source, SourceStatus
 
 __all__ = ["KaraboBridgeSource", "make", "parse_pulses", "pulse_axis"]
 
@@ -79,7 +79,7 @@ def make(config: Config | KaraboSource, *, frames_every: int | None = None) -> K
     return KaraboBridgeSource(cfg)
 
 
-class KaraboBridgeSource:
+class KaraboBridgeSource(Source):
     """Shots from a karabo bridge (REQ or SUB), one train per block.
 
     Args:

@@ -38,7 +38,7 @@ from ._sacla_read import (
     read_frames,
     read_points,
 )
-from .base import SourceStatus
+from .base import Source, SourceStatus
 
 __all__ = ["EV_PER_ADU_UNIT", "SaclaStream", "make"]
 
@@ -65,7 +65,7 @@ def make(config: Config, *, frames_every: int | None = None) -> SaclaStream:
                        origins=point_origins(config))
 
 
-class SaclaStream:
+class SaclaStream(Source):
     """A :class:`~shotwatch.sources.Source` over SACLA's dbpy/olpy (or their emulator).
 
     Args:

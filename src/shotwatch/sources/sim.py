@@ -18,7 +18,7 @@ import numpy as np
 
 from ..schemas import Cutout, Frames, Roi, ShotBlock, SimSource, SourceError
 from ..schemas.source_info import DetectorInfo, SourceInfo
-from .base import SourceStatus
+from .base import NOMINAL_RATE, Source, SourceStatus
 from .sim_detector import DETECTOR, EV_PER_ADU, SHAPE, PixelSynth
 from .sim_physics import HIGHTAG, POINTS, ShotParams, Timeline, Truth, draw_truth
 
@@ -27,11 +27,11 @@ __all__ = ["DETECTOR", "POINTS", "Simulator"]
 FAST_BLOCK = 1200  # shots per block at rate = 0
 BLOCK_SECONDS = 0.1  # longest block at rate > 0
 PACED_MAX_SHOTS = 30  # ... and at most this many full frames (60 MB), whatever the rate
-CLOCK_RATE = 60.0  # shots per second of the simulated clock at rate = 0
+CLOCK_RATE = NOMINAL_RATE  # shots per second of the simulated clock at rate = 0
 LATE_SECONDS = 2.0  # a reader this far behind loses shots, as SACLA's image buffer would
 
 
-class Simulator:
+class Simulator(Source):
     """A seeded, physically plausible stream of SACLA-like shots (see module docstring).
 
     Args:
