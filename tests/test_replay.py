@@ -158,31 +158,32 @@ def test_empty_recording_ends_at_once(tmp_path: Path) -> None:
 
 
 def _record_with_roi_change(path: Path, *, shots: int = 600, change_at: int = 300) -> Path:
-    """A recording whose ROI ``bragg`` moves at shot ``change_at`` (a new version, v2)."""
+    """A recording whose ROI ``bragg`` moves at shot ``change_at`` (a new version, v2), each
+    version with valid cutouts of its own (the simulator cuts what it is told to)."""
     cfg = _config(seed=9)
     sim = open_source(cfg, frames_every=0)
     sim.open()
     table = RoiTable()
-    block = sim.read(timeout=1.0)
-    assert block is not None
-    for roi in cfg.roi:
-        table.set(roi, shot=0, tag=int(block.tags[0]))
-    writer = RecordingWriter.create(path, config=cfg, source=sim.describe(), rois=table,
-                                    points=sorted(block.points))
-    written = 0
-    while written < shots and block is not None:
+    written, writer = 0, None
+    while written < shots:
+        block = sim.read(timeout=1.0)
+        if block is None or not len(block):
+            continue
+        if writer is None:
+            for roi in cfg.roi:
+                table.set(roi, shot=0, tag=int(block.tags[0]))
+            writer = RecordingWriter.create(path, config=cfg, source=sim.describe(), rois=table,
+                                            points=sorted(block.points))
         n = min(len(block), shots - written, change_at - written if written < change_at else len(block))
         writer.write(block.slice(0, n))
         written += n
-        if written == change_at:
+        if written == change_at:  # the rest of this block had the old rectangle: not written
             bragg = next(r for r in cfg.roi if r.name == "bragg")
             moved = bragg.model_copy(update={"x": (bragg.x[0] + 4, bragg.x[1] + 4)})
             table.set(moved, shot=written, tag=int(block.tags[n - 1]) + 1)
             writer.set_rois(table)
             sim.set_rois(rois={k: v.roi for k, v in table.active().items()})
-        block = block.slice(n, len(block)) if n < len(block) else sim.read(timeout=1.0)
-        if block is not None and not len(block):
-            block = sim.read(timeout=1.0)
+    assert writer is not None
     writer.close()
     sim.close()
     return path
