@@ -145,7 +145,7 @@ def _display_flags(p: argparse.ArgumentParser) -> None:
                    help="16 colours, numbers and sparklines only (no plots or thumbnail): for slow links")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="start a recorder and a console attached to it (q stops both)")
     run.add_argument("-c", "--config", help="configuration file (default: the built-in demo)")
     run.add_argument("-o", "--out", help="recording path or template with {run} and {time}")
