@@ -324,3 +324,43 @@ async def test_keys_typed_ahead_land_in_the_right_fields() -> None:
         await settle(pilot, app, until=lambda a: bool(roi_requests(feed)))
         roi = sent_roi(feed)
         assert (roi.x, roi.y) == ((3, 12), (0, 5))
+
+
+def test_every_key_is_declared_once_and_has_its_action() -> None:
+    """keys.py generates the bindings, the key bar and the help page: they cannot disagree."""
+    from textual.binding import Binding
+
+    from shotwatch.console.keys import HELP, KEYS, bar_text, bindings, main_bar
+    app, _ = fed()
+    for owner, found in ((app, bindings("app")), (app.live, bindings("live"))):
+        for binding in found:
+            assert isinstance(binding, Binding)
+            action = binding.action.split("(")[0]
+            assert callable(getattr(owner, f"action_{action}", None)), (scope, binding.key, action)
+    for entry in KEYS:
+        for keys, what in entry.help:
+            assert f"  {keys:<11} {what}" in HELP
+    assert bar_text(main_bar()).plain.startswith("1-4 plots d detector tab next ROI e edit")
+
+
+@aio
+async def test_seek_pause_and_speed_are_requests_to_a_replaying_recorder() -> None:
+    live_feed = MemFeed()
+    app, _ = fed(live_feed)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("right_square_bracket", "p")
+        await pilot.pause(0.2)
+        assert any("seek works in replay only" in t for _, _, t in app.notices)
+        assert not [op for op, _ in live_feed.requests if op in ("seek", "pause")]  # p pauses the display only
+    replay = MemFeed()
+    replay.playback = True
+    app, _ = fed(replay)
+    async with app.run_test() as pilot:
+        await settle(pilot, app, until=lambda a: a.snapshot.playback)
+        await pilot.press("right_square_bracket", "left_square_bracket", "home", "greater_than_sign", "p")
+        await pilot.pause(0.3)
+        sent = [(op, a) for op, a in replay.requests if op in ("seek", "pause", "speed")]
+        assert sent == [("seek", {"seconds": 10.0}), ("seek", {"seconds": -10.0}), ("seek", {"start": True}),
+                        ("speed", {"speed": 2.0}), ("pause", {"paused": True})]
+        assert app.paused
