@@ -336,7 +336,7 @@ def test_every_key_is_declared_once_and_has_its_action() -> None:
         for binding in found:
             assert isinstance(binding, Binding)
             action = binding.action.split("(")[0]
-            assert callable(getattr(owner, f"action_{action}", None)), (scope, binding.key, action)
+            assert callable(getattr(owner, f"action_{action}", None)), (binding.key, action)
     for entry in KEYS:
         for keys, what in entry.help:
             assert f"  {keys:<11} {what}" in HELP
