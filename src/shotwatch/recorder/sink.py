@@ -96,34 +96,43 @@ class RecordingSink:
         return RoiTable.from_versions(reader.rois.all()), int(reader.committed)
 
     def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> str | None:
-        """Open the recording of this run; a failure notice (and state ``failed``) if it cannot be.
+        """Open the recording of this run.
 
-        The first run's path was checked at start; a later run's gets ``-<run>`` where the
-        template has no ``{run}``, and ``-2``, ``-3``, ... where that path exists already.
+        The first run's path was checked at start, and a failure to open it raises (``record``
+        then exits with the one-line error: nothing was recorded yet, e.g. ``--append`` to a
+        recording of another configuration). A later run's gets ``-<run>`` where the template
+        has no ``{run}``, and ``-2``, ``-3``, ... where that path exists already; a failure to
+        open it is returned as a notice (state ``failed``), never raised: live data go on.
         """
+        first = self._runs == 0
         self.renamed_from = None
-        if self._runs == 0 and self.first_path is not None:
+        if first and self.first_path is not None:
             path = self.first_path
         else:
-            wanted = fill_template(self.template, run=info.run, first=self._runs == 0)
+            wanted = fill_template(self.template, run=info.run, first=first)
             path = free_path(wanted)
             self.renamed_from = wanted if path != wanted else None
         self._runs += 1
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if self.append and path.exists():
-                self._writer = RecordingWriter.append(path, config=self.config, source=info, points=points)
-                self._writer.set_rois(rois)
-            else:
-                self._writer = RecordingWriter.create(path, config=self.config, source=info, rois=rois,
-                                                      points=points, commit_seconds=self.commit_seconds)
+            self._writer = self._new_writer(path, info=info, rois=rois, points=points)
         except (OSError, ValueError) as exc:  # RecordingWriteError, RecordingError (a path taken meanwhile)
+            if first:
+                raise
             self._writer = None
             self._state, self.error = "failed", f"{path}: recording not started: {exc}"
             return self.error
         self._state, self.error = "recording", None
         return None
+
+    def _new_writer(self, path: Path, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> RecordingWriter:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.append and path.exists():
+            writer = RecordingWriter.append(path, config=self.config, source=info, points=points)
+            writer.set_rois(rois)
+            return writer
+        return RecordingWriter.create(path, config=self.config, source=info, rois=rois, points=points,
+                                      commit_seconds=self.commit_seconds)
 
     def write(self, block: ShotBlock) -> str | None:
         """Buffer a block (the writer commits when due); a notice if recording just failed."""
