@@ -162,6 +162,19 @@ class SourceConformance:
         assert isinstance(first, list) and all(isinstance(s, str) for s in first)
         assert all("\n" not in s for s in first), "notices are one line each"
 
+    def test_optional_capabilities_are_callable(self, source_factory: Callable[[], Source]) -> None:
+        """start_after and playback are part of the protocol: the recorder never probes for them."""
+        src = source_factory()
+        src.open()
+        try:
+            src.start_after(-1)  # before the first read, as the recorder does with --append
+            playback = src.playback()
+            assert playback is None or isinstance(playback.rois(), list)
+            block = self.collect(src, 1)[0]
+            assert block.validate() is not None
+        finally:
+            src.close()
+
     def test_close_is_idempotent_and_reads_end(self, source_factory: Callable[[], Source]) -> None:
         src = source_factory()
         src.open()

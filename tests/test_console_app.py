@@ -84,7 +84,8 @@ async def test_views_switch_and_paint() -> None:
         await pilot.press("d")
         await settle(pilot, app)
         assert screen.view == "detector"
-        assert "no image yet" in screen.query_one("#plot", Painted).shown
+        assert "no image yet" in screen.query_one("#detector", Painted).shown
+        assert not screen.query_one("#plot").display and screen.query_one("#detector").display
 
 
 @aio
@@ -100,7 +101,7 @@ async def test_edit_form_prefilled_typed_and_applied() -> None:
         assert app.screen.query_one("#f-name", Input).disabled  # edit keeps the name
         await pilot.press("2", "tab", "9", "tab", "tab", "7")  # typing replaces the selection
         await pilot.press("enter")
-        await settle(pilot, app, until=lambda a: live(a).selected and not live(a)._pending)
+        await settle(pilot, app, until=lambda a: live(a).selected and not live(a).selection.pending)
         roi = sent_roi(feed)
         assert (roi.name, roi.x, roi.y) == ("roi", (2, 9), (0, 7))
         assert not form.is_open and x0.disabled
@@ -195,7 +196,8 @@ async def test_80x24_does_not_overlap_in_any_view() -> None:
         for key in ["1", "2", "3", "4", "d", "e"]:
             await pilot.press(key)
             await settle(pilot, app)
-            regions = [w.region for w in app.screen.query("#status, #rois, #selected, #plot, #form, #keys") if w.display]
+            regions = [w.region for w in app.screen.query("#status, #rois, #selected, #plot, #detector, #form, #keys")
+                       if w.display]
             for i, a in enumerate(regions):
                 assert a.right <= 80 and a.bottom <= 24
                 for b in regions[i + 1:]:
@@ -251,7 +253,7 @@ async def test_low_bandwidth_has_no_plots() -> None:
         assert live(app).query_one("#plot", Painted).shown == ""
         await pilot.press("d")
         await settle(pilot, app)
-        assert "thumbnail off" in live(app).query_one("#plot", Painted).shown
+        assert "thumbnail off" in live(app).query_one("#detector", Painted).shown
         assert make_app(MemFeed(), low_bandwidth=True).refresh_hz == 0.5
         assert app.console._color_system is None or app.console._color_system.value <= 1
 
@@ -278,7 +280,7 @@ async def test_mark_grab_and_thumbnail() -> None:
         img[8:16, 4:12] = 9.0
         feed.push(ImageMsg(synth.DET, img, 10, "grab"), NoticeMsg(0.0, "disk almost full", "warning"))
         await settle(pilot, app, until=lambda a: synth.DET in a.snapshot.images)
-        shown = live(app).query_one("#plot", Painted).shown
+        shown = live(app).query_one("#detector", Painted).shown
         assert "grab mean of 10 frames" in shown and "╔" in shown and "▀" in shown
         await settle(pilot, app, until=lambda a: any("disk almost" in t for _, _, t in a.notices))
         assert ("warning", "disk almost full") in [(lv, t) for _, lv, t in app.notices]
@@ -322,3 +324,43 @@ async def test_keys_typed_ahead_land_in_the_right_fields() -> None:
         await settle(pilot, app, until=lambda a: bool(roi_requests(feed)))
         roi = sent_roi(feed)
         assert (roi.x, roi.y) == ((3, 12), (0, 5))
+
+
+def test_every_key_is_declared_once_and_has_its_action() -> None:
+    """keys.py generates the bindings, the key bar and the help page: they cannot disagree."""
+    from textual.binding import Binding
+
+    from shotwatch.console.keys import HELP, KEYS, bar_text, bindings, main_bar
+    app, _ = fed()
+    for owner, found in ((app, bindings("app")), (app.live, bindings("live"))):
+        for binding in found:
+            assert isinstance(binding, Binding)
+            action = binding.action.split("(")[0]
+            assert callable(getattr(owner, f"action_{action}", None)), (binding.key, action)
+    for entry in KEYS:
+        for keys, what in entry.help:
+            assert f"  {keys:<11} {what}" in HELP
+    assert bar_text(main_bar()).plain.startswith("1-4 plots d detector tab next ROI e edit")
+
+
+@aio
+async def test_seek_pause_and_speed_are_requests_to_a_replaying_recorder() -> None:
+    live_feed = MemFeed()
+    app, _ = fed(live_feed)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        await pilot.press("right_square_bracket", "p")
+        await pilot.pause(0.2)
+        assert any("seek works in replay only" in t for _, _, t in app.notices)
+        assert not [op for op, _ in live_feed.requests if op in ("seek", "pause")]  # p pauses the display only
+    replay = MemFeed()
+    replay.playback = True
+    app, _ = fed(replay)
+    async with app.run_test() as pilot:
+        await settle(pilot, app, until=lambda a: a.snapshot.playback)
+        await pilot.press("right_square_bracket", "left_square_bracket", "home", "greater_than_sign", "p")
+        await pilot.pause(0.3)
+        sent = [(op, a) for op, a in replay.requests if op in ("seek", "pause", "speed")]
+        assert sent == [("seek", {"seconds": 10.0}), ("seek", {"seconds": -10.0}), ("seek", {"start": True}),
+                        ("speed", {"speed": 2.0}), ("pause", {"paused": True})]
+        assert app.paused

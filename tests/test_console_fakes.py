@@ -1,4 +1,4 @@
-"""An in-memory Feed and recording-reader fake for the console tests (no sockets, no zarr).
+"""An in-memory Feed for the console tests (no sockets, no recorder).
 
 The feed behaves like a recorder as far as a console can tell: ROI requests are applied to
 a RoiTable and answered with a RoisMsg broadcast, and blocks come from tests/synth.py.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -52,6 +50,8 @@ class MemFeed:
         self.closed = False
         self._queue: list[Message] = []
         self._lock = threading.Lock()
+        self._hello: Hello | None = None
+        self.playback = False
         self.polls = 0
 
     def push(self, *msgs: Message) -> None:
@@ -71,8 +71,13 @@ class MemFeed:
         info = SourceInfo(kind="sim", run=1,
                           detectors={synth.DET: DetectorInfo(shape=SHAPE, dtype="uint16", ev_per_adu=3.65)},
                           points=[synth.I0, synth.BEAM, synth.SCAN])
-        return Hello(publish="mem", control="mem", config=self.cfg, source=info,
-                     rois=[asdict(v) for v in self.table.all()], version="test")
+        self._hello = Hello(publish="mem", control="mem", config=self.cfg, source=info, rois=self.table.all(),
+                            version="test", playback=self.playback)
+        return self._hello
+
+    @property
+    def last_hello(self) -> Hello | None:
+        return self._hello
 
     def poll(self, *, timeout: float) -> list[Message]:
         self.polls += 1
@@ -111,59 +116,6 @@ def synth_i0_missing_status() -> StatusMsg:
     """A heartbeat saying the I0 monitor is not in this run's stream."""
     return StatusMsg(Status(time=time.time(), source="sim", run=1, last_tag=1, rate_hz=60.0, newest_age_s=0.1,
                             not_in_stream=[synth.I0]))
-
-
-class FakeReader:
-    """Just enough of RecordingReader for ReplayFeed: blocks in memory, tag selection."""
-
-    def __init__(self, blks: list[ShotBlock], cfg: Config | None = None, *, start: int = 0) -> None:
-        self._all = ShotBlock.concat(blks)
-        self._cfg = cfg or config()
-        self._start = start
-        table = RoiTable()
-        for roi in self._cfg.roi:
-            table.set(roi, shot=0, tag=int(self._all.tags[0]))
-        self._table = table
-
-    @property
-    def config(self) -> Config:
-        return self._cfg
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return {"kind": "sim", "run": 1}
-
-    @property
-    def detectors(self) -> dict[str, DetectorInfo]:
-        return {synth.DET: DetectorInfo(shape=SHAPE, dtype="uint16", ev_per_adu=3.65)}
-
-    @property
-    def points(self) -> list[str]:
-        return sorted(self._all.points)
-
-    @property
-    def rois(self) -> RoiTable:
-        return self._table
-
-    @property
-    def shots(self) -> tuple[int, int]:
-        return self._start, len(self._all)
-
-    def tags(self) -> np.ndarray:
-        return np.asarray(self._all.tags[self._start:])
-
-    def select(self, *, tags: tuple[int | None, int | None] = (None, None)) -> FakeReader:
-        a = tags[0]
-        start = 0 if a is None else int(np.searchsorted(self._all.tags, a))
-        view = FakeReader.__new__(FakeReader)
-        view.__dict__.update(self.__dict__)
-        view._start = start
-        return view
-
-    def blocks(self, *, size: int = 4096, frames: bool = False) -> Iterator[ShotBlock]:
-        for a in range(self._start, len(self._all), size):
-            b = self._all.slice(a, min(a + size, len(self._all)))
-            yield b if frames else b.with_(frames={})
 
 
 def demo(*, low_bandwidth: bool = False, rate_blocks: float = 2.0) -> None:

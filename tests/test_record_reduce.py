@@ -101,7 +101,7 @@ def test_live_equals_replay_with_roi_edits(tmp_path_factory: pytest.TempPathFact
     """Whatever the stream and whenever the ROI moves, the live summary equals reduce of the recording."""
     tmp = tmp_path_factory.mktemp("live")
     config = parse_config(tomllib.loads(fast_config_text(seed=seed)), origin="test")
-    recorder = Recorder(config, out=str(tmp / "r.zarr"))
+    recorder = Recorder(config, out=str(tmp / "r.zarr"), summary=True)
     calls = {"n": 0}
 
     class EditOnce(NullListener):

@@ -9,7 +9,7 @@ import pytest
 
 from shotwatch.recorder.cut import cut_block, decimate_frames
 from shotwatch.recorder.health import Health
-from shotwatch.recorder.paths import fill_template, log_path_for
+from shotwatch.recorder.paths import fill_template, free_path, log_path_for
 from shotwatch.schemas import Cutout, Frames, RoiVersion, ShotBlock
 from synth import DET
 
@@ -89,3 +89,10 @@ def test_fill_template_and_log_path() -> None:
     assert fill_template("out.zarr", run=5, first=True) == Path("out.zarr")
     assert fill_template("out.zarr", run=5, first=False) == Path("out-5.zarr")
     assert log_path_for(Path("d/out.zarr")) == Path("d/out.log")
+
+
+def test_free_path_adds_the_first_free_suffix(tmp_path: Path) -> None:
+    assert free_path(tmp_path / "r-5.zarr") == tmp_path / "r-5.zarr"
+    (tmp_path / "r-5.zarr").mkdir()
+    (tmp_path / "r-5-2.zarr").mkdir()
+    assert free_path(tmp_path / "r-5.zarr") == tmp_path / "r-5-3.zarr"

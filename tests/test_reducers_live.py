@@ -14,11 +14,10 @@ from shotwatch.reducers import (
     Correlation,
     Histogram,
     RollingWindow,
-    RunningImage,
     Trend,
     shot_table,
 )
-from shotwatch.schemas import I0, Cutout, Frames, ShotBlock
+from shotwatch.schemas import I0, Cutout, ShotBlock
 
 DET = synth.DET
 A = Analysis(ev_per_adu={DET: 1.0}, i0=I0(name=synth.I0, min=0.1))
@@ -107,18 +106,6 @@ def test_histogram_auto_edges_and_overflow() -> None:
     assert h.reset(s)["i0"].counts.sum() == 0
 
 
-def test_running_image_mean() -> None:
-    pix = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
-    b = ShotBlock(np.array([2, 4], np.int64), np.zeros(2), {}, {}, {DET: Frames(pix, np.array([0, 1]))})
-    ri = RunningImage()
-    out = ri.result(ri.update(ri.update(ri.init(), b), b.with_(frames={})))
-    assert out[DET]["count"] == 2
-    np.testing.assert_array_equal(out[DET]["mean"], pix.mean(axis=0))
-    other = b.with_(frames={DET: Frames(np.ones((1, 5, 5), np.float32), np.array([0]))})
-    assert ri.result(ri.update(ri.update(ri.init(), b), other))[DET]["count"] == 1  # new shape wins
-    assert ri.result(ri.init()) == {}
-
-
 def test_states_are_not_modified() -> None:
     bs = blocks(4, [5, 5])
     reds: list[Any] = [RollingWindow(A), Correlation(A), Trend(A), Histogram(A)]
@@ -137,7 +124,7 @@ def test_live_reducers_merge_like_the_whole(seed: int, sizes: list[int], cut: in
     left, right = bs[:cut], bs[cut:]
     edges = {"i0": np.linspace(0, 0.5, 9), "a/v1": np.linspace(0, 600, 7), "a/v2": np.linspace(0, 600, 5)}
     reducers: list[Any] = [RollingWindow(A, size=size), Correlation(A, size=size), Trend(A, size=size),
-                Histogram(A, edges=edges), RunningImage()]
+                Histogram(A, edges=edges)]
     for red in reducers:
         whole = red.result(run(red, bs))
         split = red.result(red.merge(run(red, left), run(red, right)))
@@ -158,3 +145,20 @@ def test_invalid_cutout_not_in_samples() -> None:
                   {"a/v1": Cutout(pix, np.array([True, False]), DET)})
     out = Correlation(A).result(Correlation(A).update({}, b))
     assert out["a"]["tags"].tolist() == [2]
+
+
+def test_accessors_give_one_version_by_its_roi_key() -> None:
+    """What the console reads, by version key (never a display name that may mean another)."""
+    bs = blocks(2, [6, 6])
+    whole = ShotBlock.concat(bs)
+    t = shot_table(whole, A)
+    w, tr, c, h = RollingWindow(A, size=20), Trend(A), Correlation(A), Histogram(A)
+    np.testing.assert_array_equal(w.values(run(w, bs), "a/v2"), t.values["a/v2"])
+    assert w.values(w.init(), "a/v2") is None and tr.means(tr.init(), "a/v1") is None
+    means = tr.means(run(tr, bs), "a/v1")
+    assert means is not None and len(means) == 2
+    samples = c.samples(run(c, bs), "a/v1")
+    assert samples is not None and set(samples) == {"tags", "i0", "value", "accepted"}
+    assert c.samples({}, "a/v1") is None
+    series = h.series(run(h, bs), "a/v2")
+    assert series is not None and int(series.counts.sum()) + series.under + series.over > 0

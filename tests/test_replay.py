@@ -155,3 +155,89 @@ def test_empty_recording_ends_at_once(tmp_path: Path) -> None:
     assert src.read(timeout=0.05) is None
     assert src.status().state == "ended"
     assert src.describe().attrs["committed"] == 0
+
+
+def _record_with_roi_change(path: Path, *, shots: int = 600, change_at: int = 300) -> Path:
+    """A recording whose ROI ``bragg`` moves at shot ``change_at`` (a new version, v2), each
+    version with valid cutouts of its own (the simulator cuts what it is told to)."""
+    cfg = _config(seed=9)
+    sim = open_source(cfg, frames_every=0)
+    sim.open()
+    table = RoiTable()
+    written, writer = 0, None
+    while written < shots:
+        block = sim.read(timeout=1.0)
+        if block is None or not len(block):
+            continue
+        if writer is None:
+            for roi in cfg.roi:
+                table.set(roi, shot=0, tag=int(block.tags[0]))
+            writer = RecordingWriter.create(path, config=cfg, source=sim.describe(), rois=table,
+                                            points=sorted(block.points))
+        n = min(len(block), shots - written, change_at - written if written < change_at else len(block))
+        writer.write(block.slice(0, n))
+        written += n
+        if written == change_at:  # the rest of this block had the old rectangle: not written
+            bragg = next(r for r in cfg.roi if r.name == "bragg")
+            moved = bragg.model_copy(update={"x": (bragg.x[0] + 4, bragg.x[1] + 4)})
+            table.set(moved, shot=written, tag=int(block.tags[n - 1]) + 1)
+            writer.set_rois(table)
+            sim.set_rois(rois={k: v.roi for k, v in table.active().items()})
+    assert writer is not None
+    writer.close()
+    sim.close()
+    return path
+
+
+def test_pause_resume_and_speed(recording: Path) -> None:
+    src = Replayer(ReplaySource(path=str(recording), speed=0))
+    playback = src.playback()
+    first = src.read(timeout=0.5)
+    assert first is not None and not playback.paused
+    playback.set_paused(True)
+    assert src.read(timeout=0.05) is None and src.status().state == "paused"
+    playback.set_paused(False)
+    second = src.read(timeout=0.5)
+    assert second is not None and int(second.tags[0]) > int(first.tags[-1])  # continues, skips nothing
+    playback.set_speed(3.0)
+    assert playback.speed == 3.0 and src.status().state == "running"
+    with pytest.raises(ValueError, match="speed"):
+        playback.set_speed(-1.0)
+    src.close()
+
+
+def test_seek_by_seconds_and_to_the_start(recording: Path) -> None:
+    tags = RecordingReader(recording).tags()
+    src = Replayer(ReplaySource(path=str(recording), speed=0))
+    playback = src.playback()
+    src.read(timeout=0.5)  # 1,200 shots at 60 Hz: 20 s recorded
+    to = playback.seek(seconds=5.0)
+    assert to is not None and abs(int(np.searchsorted(tags, to)) - (1200 + 300)) <= 2  # 5 s at 60 Hz
+    block = src.read(timeout=0.5)
+    assert block is not None and int(block.tags[0]) == to
+    assert playback.seek(seconds=-3600.0) == int(tags[0])  # clipped at the start
+    assert playback.seek(seconds=3600.0) is None and src.status().state == "ended"
+    assert src.read(timeout=0.05) is None
+    assert playback.seek(start=True) == int(tags[0]) and src.status().state == "running"
+    again = src.read(timeout=0.5)
+    assert again is not None and int(again.tags[0]) == int(tags[0])
+    src.close()
+
+
+def test_rois_follow_the_recorded_table(tmp_path: Path) -> None:
+    path = _record_with_roi_change(tmp_path / "moved.zarr")
+    src = Replayer(ReplaySource(path=str(path), speed=0))
+    playback = src.playback()
+    src.open()
+    assert {(v.name, v.version, v.end_shot) for v in playback.rois()} == {("bragg", 1, None), ("background", 1, None)}
+    seen: set[str] = set()
+    while (block := src.read(timeout=0.1)) is not None:
+        seen |= set(block.cutouts)
+        keys = {v.key for v in playback.rois()}
+        assert set(block.cutouts) <= keys  # every cutout delivered has its version listed
+    table = {(v.name, v.version): v for v in playback.rois()}
+    assert table[("bragg", 1)].end_shot == 300 and table[("bragg", 2)].end_shot is None
+    assert "bragg/v2" in seen
+    playback.seek(start=True)
+    assert {v.key for v in playback.rois()} == {"bragg/v1", "background/v1"}
+    src.close()

@@ -2,7 +2,7 @@
 
 Most tests run twice: against the real :class:`~shotwatch.recorder.acquire.Recorder` on the
 simulator (no recording), and against :class:`StandIn`, a small object with the same request
-methods, listener hooks and ``hello_parts`` that publishes synthetic blocks (it can also hang
+methods, listener hooks and ``hello`` that publishes synthetic blocks (it can also hang
 or publish as fast as the wire allows, which the real one cannot be told to do).
 """
 
@@ -29,6 +29,7 @@ from shotwatch.link import runfile as rf
 from shotwatch.link import wire
 from shotwatch.link.messages import (
     BlockMsg,
+    Hello,
     ImageMsg,
     Message,
     NoticeMsg,
@@ -40,14 +41,14 @@ from shotwatch.link.messages import (
 from shotwatch.link.netfeed import NetFeed
 from shotwatch.link.wire import READ_ONLY_ERROR
 from shotwatch.recorder.service import Service, _bind
-from shotwatch.schemas import Config, Roi, RoiTable, RoiVersion, UsageError, load_config
+from shotwatch.schemas import Config, Roi, RoiTable, UsageError, load_config
 from shotwatch.schemas.source_info import DetectorInfo, SourceInfo
 
 DET = synth.DET
 
 
 class StandIn:
-    """The Recorder's seams (requests → futures, listeners, hello_parts) over synthetic blocks."""
+    """The Recorder's seams (requests → futures, listeners, hello) over synthetic blocks."""
 
     def __init__(self, *, period: float = 0.05, n: int = 20, hang: bool = False) -> None:
         self.listeners: list[Any] = []
@@ -96,8 +97,9 @@ class StandIn:
         fut.set_result(Reply(True))
         return fut
 
-    def hello_parts(self) -> tuple[Config, SourceInfo, list[RoiVersion]]:
-        return self.config, self.info, self.rois.all()
+    def hello(self, *, publish: str, control: str) -> Hello:
+        return Hello(publish=publish, control=control, config=self.config, source=self.info,
+                     rois=self.rois.all(), version="test")
 
     def _submit(self, work: Callable[[], Reply | None]) -> Future[Reply]:
         fut: Future[Reply] = Future()

@@ -1,4 +1,10 @@
-"""``shotwatch run | console | replay``: the console on a recorder of its own, a running one, or a recording."""
+"""``shotwatch run | console | replay``: the console on a recorder of its own, a running one, or a recording.
+
+Every console watches a recorder (DESIGN.md, one engine path): ``console`` one elsewhere over
+the network; ``run`` its own, in this process, through the in-process feed (and publishes it
+on free ports for other consoles); ``replay`` its own too, a recorder with recording off over
+the replay source, so pacing, images, health and ROI tables are the recorder's.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..schemas import ShotwatchRuntimeError, UsageError, load_config
+from ..schemas import ReplaySource, ShotwatchRuntimeError, UsageError, load_config
 from ._argtypes import positive
 
-__all__ = ["register"]
+__all__ = ["register", "replay_recorder"]
+
+if TYPE_CHECKING:
+    from ..link.protocols import Feed
+    from ..recorder.acquire import Recorder
 
 _ADDRESS = re.compile(r"^tcp://[^:/\s]+:\d{1,5}$")
 
@@ -23,7 +33,7 @@ _hz = positive(float, "a rate in Hz", "a rate > 0 Hz")
 _speed = positive(float, "a number (1 = recorded pace)", "a speed > 0 (--max for as fast as possible)")
 
 
-def _run_app(feed: Any, args: argparse.Namespace, *, label: str | None = None) -> int:
+def _run_app(feed: Feed, args: argparse.Namespace, *, label: str | None = None) -> int:
     """The console on ``feed`` until ``q``; the feed is closed after the feed thread ended."""
     from ..console import make_app
 
@@ -37,7 +47,7 @@ def _run_app(feed: Any, args: argparse.Namespace, *, label: str | None = None) -
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..link.netfeed import NetFeed
+    from ..link.localfeed import LocalFeed
     from ..recorder.acquire import Recorder
     from ..recorder.paths import log_path_for
     from ..recorder.service import Service
@@ -50,9 +60,11 @@ def _run(args: argparse.Namespace) -> int:
     if recorder.sink is not None and recorder.sink.first_path is not None:
         setup_logging(log_path_for(recorder.sink.first_path), to_stderr=False)
     thread = threading.Thread(target=_acquire, args=(recorder,), name="shotwatch-acquire", daemon=True)
-    with Service(recorder, publish="auto", control="auto") as service:
+    # Other consoles attach over the network (free ports, the run file); this one watches in
+    # process: no encoding, no loopback copy, and the recorder's hello is there at once.
+    with Service(recorder, publish="auto", control="auto"):
+        feed = LocalFeed(recorder)  # listening before the first block
         thread.start()
-        feed = NetFeed(service.addresses["control"], token=service.token)
         try:
             code = _run_app(feed, args)
         finally:
@@ -61,10 +73,11 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _acquire(recorder: Any) -> None:
-    """The recorder's thread under ``run``: failures go to its log; the console sees it gone."""
+def _acquire(recorder: Recorder, *, stop_at_end: bool = True) -> None:
+    """The recorder's thread under ``run`` and ``replay``: failures go to its log; the console
+    sees the heartbeat stop ("recorder gone")."""
     try:
-        recorder.run()
+        recorder.run(stop_at_end=stop_at_end)
     except Exception:
         log.exception("recorder stopped by an error")
         try:
@@ -90,18 +103,39 @@ def _console(args: argparse.Namespace) -> int:
     return _run_app(feed, args)
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from ..console import ReplayFeed
+def replay_recorder(recording: str, *, config: str | None, speed: float) -> Recorder:
+    """The recorder ``shotwatch replay`` watches: recording off, over the replay source.
+
+    ROIs come from the recording; the analysis from ``config`` where given, else from the
+    recording (INTERFACE.md). Raises the usual one-line errors (a bad recording or config).
+    """
+    from ..recorder.acquire import Recorder
     from ..recording import RecordingReader
     from ..recording.analysis_config import analysis_config
 
-    reader = RecordingReader(args.recording)
-    override = load_config(args.config) if args.config else None
-    config = analysis_config(reader.config, override, points=reader.points, where=str(args.recording),
-                             origin=args.config, detectors=reader.detectors)
-    speed = 0.0 if args.max else args.speed
-    feed = ReplayFeed(reader, speed=speed, config=config, label=f"replay {Path(args.recording).name}")
-    return _run_app(feed, args, label=f"replay {Path(args.recording).name}")
+    reader = RecordingReader(recording)  # a bad recording is refused before the screen
+    override = load_config(config) if config else None
+    cfg = analysis_config(reader.config, override, points=reader.points, where=str(recording),
+                          origin=config, detectors=reader.detectors)
+    cfg = cfg.model_copy(update={"source": ReplaySource(path=str(recording), speed=speed)})
+    return Recorder(cfg, record=False)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ..link.localfeed import LocalFeed
+
+    recorder = replay_recorder(args.recording, config=args.config, speed=0.0 if args.max else args.speed)
+    logging.getLogger("shotwatch").addHandler(logging.NullHandler())  # notices reach the console, not the tty
+    recorder.open()
+    feed = LocalFeed(recorder)
+    thread = threading.Thread(target=_acquire, args=(recorder,), kwargs={"stop_at_end": False},
+                              name="shotwatch-acquire", daemon=True)
+    thread.start()  # at its end the replay waits: the operator may seek back
+    try:
+        return _run_app(feed, args, label=f"replay {Path(args.recording).name}")
+    finally:
+        recorder.stop()
+        thread.join(10.0)
 
 
 def _display_flags(p: argparse.ArgumentParser) -> None:
@@ -111,7 +145,7 @@ def _display_flags(p: argparse.ArgumentParser) -> None:
                    help="16 colours, numbers and sparklines only (no plots or thumbnail): for slow links")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="start a recorder and a console attached to it (q stops both)")
     run.add_argument("-c", "--config", help="configuration file (default: the built-in demo)")
     run.add_argument("-o", "--out", help="recording path or template with {run} and {time}")

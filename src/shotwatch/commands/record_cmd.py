@@ -78,7 +78,7 @@ def _record(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
-    recorder = Recorder(config, out=args.out, append=args.append)
+    recorder = Recorder(config, out=args.out, append=args.append, summary=args.summary_json is not None)
     setup_logging(None, to_stderr=True)
     try:
         recorder.open()

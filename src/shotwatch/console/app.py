@@ -1,7 +1,8 @@
 """The console application: one factory (:func:`make_app`) for the command line and the tests.
 
 The App holds the bindings that work everywhere, the feed thread, the notice history and the
-colour depth; :class:`~shotwatch.console.live.LiveScreen` composes the widgets.
+colour depth; :class:`~shotwatch.console.live.LiveScreen` composes the widgets and asks the
+App for requests and notices with messages (``events.py``).
 
 Colour depth, Textual 8: the App builds a Rich ``Console`` in ``App.__init__`` with
 ``color_system=textual.constants.COLOR_SYSTEM`` (the env var ``TEXTUAL_COLOR_SYSTEM``, read
@@ -22,18 +23,29 @@ from typing import Any, ClassVar
 
 from rich.color import ColorSystem
 from textual.app import App
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 
+from ..link.messages import Hello
 from ..link.protocols import Feed
+from .events import Ask, Display, Picture, Say, Severity
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
+from .keys import bindings
 from .live import LiveScreen
 from .model import Snapshot
 from .screens import HelpScreen, NoticesScreen
+from .tuning import (
+    ERROR_TOAST_S,
+    IMAGE_EVERY,
+    INFO_TOAST_S,
+    NOTICE_HISTORY,
+    PLOT_EVERY,
+    REFRESH_HZ,
+    REFRESH_HZ_LOW,
+    SNAPSHOT_EVERY,
+    WINDOW_SHOTS,
+)
 
 __all__ = ["ShotwatchApp", "make_app"]
-
-_HISTORY = 500
-"""Notices kept for ``l``."""
 
 
 class ShotwatchApp(App[int]):
@@ -42,41 +54,29 @@ class ShotwatchApp(App[int]):
     CSS_PATH = "console.tcss"
     TITLE = "shotwatch"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "quit"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("l", "notices", "notices"),
-        Binding("r", "reset", "reset avg"),
-        Binding("p", "pause", "pause"),
-        Binding("m", "mark", "mark", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("app")
 
-    def __init__(self, feed: Feed, *, refresh_hz: float, low_bandwidth: bool, plot_every: float,
-                 image_every: float, window: int, clock: Callable[[], float],
-                 source_label: str | None) -> None:
+    def __init__(self, feed: Feed, *, settings: Display, window: int) -> None:
         super().__init__()
         self.feed = feed
-        self.refresh_hz = refresh_hz
-        self.low_bandwidth = low_bandwidth
-        self.plot_every = plot_every
-        self.image_every = image_every
-        self.clock = clock
-        self.source_label = source_label
+        self.settings = settings
+        self.refresh_hz = settings.refresh_hz
+        self.low_bandwidth = settings.low_bandwidth
         self.snapshot: Snapshot | None = None
         self.connected = True
         self.skipped = 0
-        self.hello: Any = None
+        self.hello: Hello | None = None
         self.paused = False
         self.closing = False
         self.notices: list[tuple[float, str, str]] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """Every control request sent (op, args), for the tests and the history."""
-        self.live = LiveScreen(classes="-low" if low_bandwidth else None)
+        self.live = LiveScreen(settings)
         # Snapshots come at least twice per paint (and every 0.5 s): a painted age is then at
         # most ~1 s behind, never a whole (2 s, --low-bandwidth) period, which read as STALE.
-        self.loop = FeedLoop(feed, post=self.post_message, snapshot_every=min(0.5, 0.5 / refresh_hz),
-                             window=window)
-        _limit_colors(self, 16 if low_bandwidth else 256)
+        self.loop = FeedLoop(feed, post=self.post_message, window=window,
+                             snapshot_every=min(SNAPSHOT_EVERY, SNAPSHOT_EVERY / settings.refresh_hz))
+        _limit_colors(self, 16 if settings.low_bandwidth else 256)
 
     def get_default_screen(self) -> LiveScreen:
         """Start on the live screen itself: pushing it over Textual's blank default screen
@@ -89,17 +89,24 @@ class ShotwatchApp(App[int]):
     async def action_quit(self) -> None:
         """Stop painting, stop the feed thread, then leave (the caller closes the feed)."""
         self.closing = True
+        self.live.stop_painting()
         self.exit(0)
 
     def on_unmount(self) -> None:
         self.closing = True
+        self.live.stop_painting()
         self.loop.stop()
+
+    def _show(self) -> None:
+        """Hand the live screen what it paints at its next tick."""
+        self.live.picture = Picture(self.snapshot, self.connected, self.skipped, self.paused)
 
     # --- messages from the feed thread -------------------------------------------------
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         first = self.snapshot is None and msg.snapshot is not None
         self.snapshot, self.connected, self.skipped = msg.snapshot, msg.connected, msg.skipped
+        self._show()
         if first and not self.paused:
             self.live.tick()  # the first data go on screen now, not at the next tick
 
@@ -107,7 +114,7 @@ class ShotwatchApp(App[int]):
         self.hello = msg.hello
 
     def on_feed_notice(self, msg: FeedNotice) -> None:
-        severity = {"error": "error", "warning": "warning"}.get(msg.level, "information")
+        severity: Severity = "error" if msg.level == "error" else "warning" if msg.level == "warning" else "information"
         self.notice(msg.text, severity=severity, when=msg.time)
 
     def on_request_done(self, msg: RequestDone) -> None:
@@ -120,16 +127,25 @@ class ShotwatchApp(App[int]):
         elif msg.op == "mark":
             self.notice(f"mark added: {msg.args.get('text')}")
 
-    # --- services for the screens ------------------------------------------------------
+    # --- messages from the screens -----------------------------------------------------
 
-    def notice(self, text: str, *, severity: str = "information", when: float | None = None) -> None:
+    def on_ask(self, msg: Ask) -> None:
+        if not self.send(msg.op, timeout=msg.timeout, **msg.args) and msg.op == "set_roi":
+            self.live.forget_pending(str(msg.args.get("name")))
+
+    def on_say(self, msg: Say) -> None:
+        self.notice(msg.text, severity=msg.severity)
+
+    # --- services ------------------------------------------------------------------------
+
+    def notice(self, text: str, *, severity: Severity = "information", when: float | None = None) -> None:
         """Tell the operator (a toast) and keep it in the history (``l``)."""
-        level = {"information": "info"}.get(severity, severity)
+        level = "info" if severity == "information" else severity
         self.notices.append((time.time() if when is None else when, level, text))
-        del self.notices[:-_HISTORY]
+        del self.notices[:-NOTICE_HISTORY]
         if not self.closing:
-            self.notify(text, severity=severity, timeout=4 if severity == "information" else 8,  # type: ignore[arg-type]
-                        markup=False)
+            self.notify(text, severity=severity, markup=False,
+                        timeout=INFO_TOAST_S if severity == "information" else ERROR_TOAST_S)
 
     def send(self, op: str, *, timeout: float = 2.0, **args: Any) -> bool:
         """A control request via the feed thread; refused at once on a read-only feed."""
@@ -148,7 +164,7 @@ class ShotwatchApp(App[int]):
 
     def action_notices(self) -> None:
         if not isinstance(self.screen, NoticesScreen):
-            self.push_screen(NoticesScreen())
+            self.push_screen(NoticesScreen(self.snapshot, list(self.notices)))
 
     def action_reset(self) -> None:
         self.loop.reset()
@@ -156,17 +172,16 @@ class ShotwatchApp(App[int]):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        pause = getattr(self.feed, "set_paused", None)
-        if pause is not None:  # a replay pauses too, not just the display
-            state = self.paused
-            self.loop.call(lambda: pause(state))
+        snap = self.snapshot
+        if snap is not None and snap.playback and not self.feed.read_only:
+            self.send("pause", paused=self.paused)  # a replaying recorder pauses too
         self.notice("display paused (p resumes)" if self.paused else "display resumed")
+        self._show()
         self.live.tick()  # say PAUSED now, not at the next tick
 
     def action_mark(self) -> None:
-        screen = self.screen
-        if isinstance(screen, LiveScreen):
-            screen.open_mark_form()
+        if self.screen is self.live:
+            self.live.open_mark_form()
 
 
 def _limit_colors(app: App[Any], depth: int) -> None:
@@ -185,16 +200,16 @@ def make_app(
     *,
     refresh_hz: float | None = None,
     low_bandwidth: bool = False,
-    plot_every: float = 5.0,
-    image_every: float = 10.0,
-    window: int = 2000,
+    plot_every: float = PLOT_EVERY,
+    image_every: float = IMAGE_EVERY,
+    window: int = WINDOW_SHOTS,
     clock: Callable[[], float] = time.time,
     source_label: str | None = None,
 ) -> ShotwatchApp:
     """The console on ``feed``; the command line and the tests both build it here.
 
     Args:
-        feed: live network client or replay (anything with the ``Feed`` protocol).
+        feed: the network client of a recorder, or the in-process feed of one (``Feed``).
         refresh_hz: paint rate; default 1 Hz, 0.5 Hz with ``low_bandwidth``.
         low_bandwidth: 16 colours; status, sparklines and numbers only (no plots, no thumbnail).
         plot_every: seconds between plot repaints (plots are not repainted every tick).
@@ -203,8 +218,9 @@ def make_app(
         clock: wall clock (tests pass a fake one).
         source_label: what the status bar calls the source (default: the recorder's kind).
     """
-    hz = refresh_hz if refresh_hz is not None else (0.5 if low_bandwidth else 1.0)
+    hz = refresh_hz if refresh_hz is not None else (REFRESH_HZ_LOW if low_bandwidth else REFRESH_HZ)
     if not hz > 0:
         raise ValueError(f"--refresh: expected a rate > 0 Hz, found {hz}")
-    return ShotwatchApp(feed, refresh_hz=hz, low_bandwidth=low_bandwidth, plot_every=plot_every,
-                        image_every=image_every, window=window, clock=clock, source_label=source_label)
+    settings = Display(refresh_hz=hz, low_bandwidth=low_bandwidth, plot_every=plot_every, image_every=image_every,
+                       clock=clock, source_label=source_label)
+    return ShotwatchApp(feed, settings=settings, window=window)

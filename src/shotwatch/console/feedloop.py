@@ -16,15 +16,12 @@ from typing import Any
 
 from textual.message import Message
 
-from ..link.messages import Hello, NoticeMsg, Reply
+from ..link.messages import Hello, NoticeMsg, Reply, ResetMsg
 from ..link.protocols import Feed
 from .model import LiveModel, Snapshot
+from .tuning import FEED_POLL_S, HELLO_RETRY_S, HELLO_TIMEOUT_S, LOOP_ERROR_PAUSE_S, WINDOW_SHOTS
 
 __all__ = ["FeedLoop", "FeedNotice", "Greeted", "RequestDone", "SnapshotReady"]
-
-_POLL_S = 0.1
-"""Longest wait in one feed.poll: bounds how late the thread sees a stop or a UI command."""
-
 
 @dataclass
 class SnapshotReady(Message):
@@ -71,7 +68,7 @@ class FeedLoop:
     """
 
     def __init__(self, feed: Feed, *, post: Callable[[Message], object], snapshot_every: float,
-                 window: int = 2000) -> None:
+                 window: int = WINDOW_SHOTS) -> None:
         self.feed = feed
         self._post = post
         self._every = snapshot_every
@@ -100,7 +97,7 @@ class FeedLoop:
         self._inbox.put(fn)
 
     def reset(self) -> None:
-        """Restart the console's averages (``r``, a seek)."""
+        """Restart this console's averages (``r``; a replay seek restarts every console's)."""
         self.call(lambda: self.model.reset() if self.model else None)
 
     def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> None:
@@ -128,7 +125,7 @@ class FeedLoop:
                     last_post, last_key = now, key
             except Exception as exc:  # shown as a notice; the loop keeps going
                 self._post(FeedNotice(time.time(), "error", f"console feed: {type(exc).__name__}: {exc}"))
-                self._stop.wait(0.5)
+                self._stop.wait(LOOP_ERROR_PAUSE_S)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -139,9 +136,9 @@ class FeedLoop:
             fn()
 
     def _greet(self) -> bool:
-        hello = self.feed.hello(timeout=0.5)
+        hello = self.feed.hello(timeout=HELLO_TIMEOUT_S)
         if hello is None:
-            self._stop.wait(0.2)
+            self._stop.wait(HELLO_RETRY_S)
             return False
         self._adopt(hello)
         return True
@@ -153,7 +150,7 @@ class FeedLoop:
 
     def _check_new_recorder(self) -> None:
         """A recorder restarted with another configuration: its numbers need a new model."""
-        hello = getattr(self.feed, "last_hello", None)
+        hello = self.feed.last_hello
         if hello is None or hello is self._hello:
             return
         old = self._hello
@@ -165,10 +162,12 @@ class FeedLoop:
 
     def _poll(self) -> None:
         assert self.model is not None
-        msgs = self.feed.poll(timeout=_POLL_S)
+        msgs = self.feed.poll(timeout=FEED_POLL_S)
         self._check_new_recorder()
         for msg in msgs:
             if isinstance(msg, NoticeMsg):
                 self._post(FeedNotice(msg.time, msg.level, msg.text))
-            else:
-                self.model.apply(msg)
+                continue
+            self.model.apply(msg)
+            if isinstance(msg, ResetMsg):  # the recorder restarted every console's averages
+                self._post(FeedNotice(msg.time, "info", msg.reason))

@@ -14,16 +14,16 @@ import numpy as np
 from rich.text import Text
 
 from ..link.messages import Status
+from ..schemas import Roi
+from .tuning import STALE_AFTER_S, TAG_RANGES_SHOWN
 
 __all__ = [
-    "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "sparkline",
-    "status_text", "tag_ranges_text", "vetoes_text",
+    "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
+    "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
 ]
 
 BARS = "▁▂▃▄▅▆▇█"
 """Sparkline glyphs, lowest to highest."""
-STALE_AFTER_S = 2.0
-"""The newest shot is older than this: the age turns visibly stale."""
 MISSING = "missing"
 
 
@@ -94,7 +94,7 @@ def fmt_bytes(n: int | None) -> str:
     return f"{size:.1f} TB"  # pragma: no cover - loop always returns
 
 
-def tag_ranges_text(ranges: Sequence[tuple[int, int]], *, limit: int = 3) -> str:
+def tag_ranges_text(ranges: Sequence[tuple[int, int]], *, limit: int = TAG_RANGES_SHOWN) -> str:
     """Received tag ranges as ``reduce --tags`` would take them (``A:B``, B exclusive).
 
     More than ``limit`` ranges are abbreviated to the first ones and a count.
@@ -167,6 +167,8 @@ def status_text(
 def _status_line1(line: Text, st: Status, *, now: float, source_label: str | None) -> None:
     age = None if st.newest_age_s is None else st.newest_age_s + max(0.0, now - st.time)
     line.append(source_label or st.source)
+    if st.speed is not None and st.speed != 1.0:  # a replay off its recorded pace
+        line.append(" max" if st.speed == 0 else f" x{st.speed:g}")
     if st.source_state != "running":
         line.append(f" ({st.source_state})", style="bold")
     line.append(f" · run {st.run if st.run is not None else '?'}")
@@ -229,3 +231,19 @@ def notice_lines(notices: Iterable[tuple[float, str, str]]) -> str:
     return "\n".join(
         f"{_time.strftime('%H:%M:%S', _time.gmtime(t))} {level:<7} {text}" for t, level, text in notices
     )
+
+
+def rect_text(roi: Roi, *, name: bool = True) -> str:
+    """``bragg on DET: x [184, 216) y [100, 132)`` (without the name part if ``name`` is false)."""
+    where = f"{roi.name} on {roi.detector}: " if name else ""
+    return f"{where}x [{roi.x[0]}, {roi.x[1]}) y [{roi.y[0]}, {roi.y[1]})"
+
+
+def selected_text(applied: Roi | None, requested: Roi | None, *, selected: str | None, view: str) -> str:
+    """The selected ROI as the recorder applied it, and a rectangle asked for but not applied yet."""
+    if applied is None and requested is None:
+        return "no ROI — n adds one"
+    text = f"▶ {rect_text(applied)}" if applied is not None else f"▶ {selected}: not applied yet"
+    if requested is not None:
+        text += f" → requested {rect_text(requested, name=False)}"
+    return text + f" · view {view}"

@@ -9,29 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ..link.messages import BlockMsg, Hello, ImageMsg, Message, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, Hello, ImageMsg, Message, ResetMsg, RoisMsg, Status, StatusMsg
+from ..link.protocols import Reducer
 from ..reducers import (
     Analysis,
     Correlation,
     Histogram,
     RollingWindow,
+    ShotTable,
     SummaryReducer,
     Trend,
-    display_keys,
     shot_table,
 )
-from ..reducers.hist import HistSeries
-from ..reducers.live import Tagged
 from ..schemas import Config, RoiVersion, ShotBlock
+from .tuning import HIST_BINS, TREND_BLOCKS, WINDOW_SHOTS
 
 __all__ = ["LiveModel", "Series", "Snapshot"]
 
 F64 = npt.NDArray[np.float64]
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Snapshot:
         images: detector -> newest mean image message (running or grab).
         config: the analysis configuration in force.
         i0_mean: mean I0 over the accepted shots since reset (None before the first).
+        playback: the recorder replays a recording (pause, seek and speed requests work).
     """
 
     version: int = 0
@@ -90,6 +93,29 @@ class Snapshot:
     images: Mapping[str, ImageMsg] = field(default_factory=dict)
     config: Config | None = None
     i0_mean: float | None = None
+    playback: bool = False
+
+
+class _Stepping(Protocol):
+    def update(self, block: ShotBlock, table: ShotTable) -> None: ...
+    def reset(self) -> None: ...
+
+
+class _Running(Generic[S, R]):
+    """One reducer (any :class:`~shotwatch.link.protocols.Reducer`) and its state since reset."""
+
+    def __init__(self, reducer: Reducer[S, R, ShotTable]) -> None:
+        self.reducer = reducer
+        self.state = reducer.init()
+
+    def update(self, block: ShotBlock, table: ShotTable) -> None:
+        self.state = self.reducer.update(self.state, block, table=table)
+
+    def reset(self) -> None:
+        self.state = self.reducer.init()
+
+    def result(self) -> R:
+        return self.reducer.result(self.state)
 
 
 class LiveModel:
@@ -98,34 +124,34 @@ class LiveModel:
     The reducers are the ones ``reduce`` uses, so the numbers equal ``reduce --tags`` over
     :attr:`Snapshot.tag_ranges`. They are keyed by ROI version (``name/vK``): a changed
     rectangle is a new key and starts from nothing, while the other ROIs keep their averages.
+    Only the reducers' public results and accessors are read, never their states.
 
     Args:
         hello: the recorder's hello (configuration, detectors, ROI versions so far).
         window: shots kept for sparklines and the correlation plot.
     """
 
-    def __init__(self, hello: Hello, *, window: int = 2000) -> None:
+    def __init__(self, hello: Hello, *, window: int = WINDOW_SHOTS) -> None:
         self.config = hello.config
         self.shapes = {d: info.shape for d, info in hello.source.detectors.items()}
         ev = {d: info.ev_per_adu for d, info in hello.source.detectors.items()}
-        self.analysis = Analysis.from_config(hello.config, ev_per_adu=ev)
-        self.summary = SummaryReducer(self.analysis)
-        self.window = RollingWindow(self.analysis, size=window)
-        self.corr = Correlation(self.analysis, size=window)
-        self.hist = Histogram(self.analysis, bins=40)
-        self.trend = Trend(self.analysis, size=500)
-        self.rois = {v.name: v for v in map(_version, hello.rois) if v.end_shot is None}
+        self.analysis = a = Analysis.from_config(hello.config, ev_per_adu=ev)
+        self.summary, self.window = SummaryReducer(a), RollingWindow(a, size=window)
+        self.corr, self.hist, self.trend = Correlation(a, size=window), Histogram(a, bins=HIST_BINS), Trend(a, size=TREND_BLOCKS)
+        self._summary, self._window = _Running(self.summary), _Running(self.window)
+        self._corr, self._hist, self._trend = _Running(self.corr), _Running(self.hist), _Running(self.trend)
+        self._all: tuple[_Stepping, ...] = (self._summary, self._window, self._corr, self._hist, self._trend)
+        self.rois = {v.name: v for v in hello.rois if v.end_shot is None}
+        self.playback = hello.playback
         self.status: Status | None = None
         self.images: dict[str, ImageMsg] = {}
         self.version = 0
         self.reset()
 
     def reset(self) -> None:
-        """Start every average and the received-tag record afresh (the ``r`` key, a seek)."""
-        self.states: dict[str, Any] = {
-            "summary": self.summary.init(), "window": self.window.init(), "corr": self.corr.init(),
-            "hist": self.hist.init(), "trend": self.trend.init(),
-        }
+        """Start every average and the received-tag record afresh (``r``, a replay seek)."""
+        for running in self._all:
+            running.reset()
         self.ranges: list[list[int]] = []
         self._last_seq: int | None = None
         self.i0_sum, self.i0_count = 0.0, 0
@@ -143,6 +169,8 @@ class LiveModel:
             self.rois = {v.name: v for v in msg.versions if v.end_shot is None}
         elif isinstance(msg, ImageMsg):
             self.images[msg.detector] = msg
+        elif isinstance(msg, ResetMsg):
+            self.reset()
         else:
             return
         self.version += 1
@@ -150,10 +178,8 @@ class LiveModel:
     def _block(self, msg: BlockMsg) -> None:
         block = msg.block
         table = shot_table(block, self.analysis)  # the ROI sums, once for every reducer
-        st = self.states
-        for name, reducer in (("summary", self.summary), ("window", self.window), ("corr", self.corr),
-                              ("hist", self.hist), ("trend", self.trend)):
-            st[name] = reducer.update(st[name], block, table=table)  # type: ignore[attr-defined]
+        for running in self._all:
+            running.update(block, table)
         i0 = np.asarray(table.i0, np.float64)[np.asarray(table.accepted, bool)]
         i0 = i0[np.isfinite(i0)]
         self.i0_sum, self.i0_count = self.i0_sum + float(i0.sum()), self.i0_count + int(i0.size)
@@ -170,31 +196,26 @@ class LiveModel:
         self._last_seq = seq
 
     def result_key(self, name: str) -> str | None:
-        """The key under which the active version of ``name`` appears in the summary.
-
-        INTERFACE.md names a ROI by its bare name when exactly one of its versions has valid
-        shots among those reduced, else ``name/vK``.
-        """
+        """The key under which the active version of ``name`` appears in the summary
+        (INTERFACE.md: its bare name while it is the only version with valid shots)."""
         active = self.rois.get(name)
         if active is None:
             return None
-        valid = self.states["summary"].valid
-        return display_keys(k for k, c in valid.items() if c).get(active.key, active.key)
+        return self.summary.result_keys(self._summary.state).get(active.key, active.key)
 
     def _series(self, key: str, n: int) -> Series:
-        # The reducers' states are keyed by version; reading them by key (not through their
-        # display names) keeps an older rectangle's shots out of the current one's plots.
-        window: Tagged = self.states["window"]
-        values = window.columns.get(f"value:{key}")
-        corr: Tagged | None = self.states["corr"].get(key)
-        hist: HistSeries | None = self.states["hist"].get(key)
-        trend: Tagged = self.states["trend"]
-        mean = trend.columns.get(f"mean:{key}")
+        # By version key, not display name: an older rectangle's shots stay out of the
+        # current one's plots.
+        values = self.window.values(self._window.state, key)
+        corr = self.corr.samples(self._corr.state, key)
+        hist = self.hist.series(self._hist.state, key)
+        trend = self._trend.state
+        mean = self.trend.means(trend, key)
         return Series(
-            values=np.full(n, np.nan) if values is None else np.asarray(values, np.float64),
-            corr_i0=corr.columns["i0"] if corr else np.empty(0),
-            corr_value=corr.columns["value"] if corr else np.empty(0),
-            corr_accepted=corr.columns["accepted"].astype(bool) if corr else np.empty(0, bool),
+            values=np.full(n, np.nan) if values is None else values,
+            corr_i0=corr["i0"] if corr else np.empty(0),
+            corr_value=corr["value"] if corr else np.empty(0),
+            corr_accepted=corr["accepted"] if corr else np.empty(0, bool),
             hist_edges=hist.edges if hist else np.empty(0),
             hist_counts=hist.counts if hist else np.empty(0, np.int64),
             trend_tags=trend.tags if mean is not None else np.empty(0, np.int64),
@@ -203,25 +224,17 @@ class LiveModel:
 
     def snapshot(self) -> Snapshot:
         """An immutable picture of everything for the UI thread (reducer states never change)."""
-        window: Tagged = self.states["window"]
-        n = len(window)
+        window = self.window.result(self._window.state)
+        tags = window["tags"]
         rois = tuple(self.rois.values())
         return Snapshot(
             version=self.version, status=self.status, rois=rois, shapes=dict(self.shapes),
-            summary=self.summary.result(self.states["summary"]),
+            summary=self._summary.result(),
             result_keys={v.name: k for v in rois if (k := self.result_key(v.name)) is not None},
-            tags=window.tags,
-            i0=np.asarray(window.columns.get("i0", np.full(n, np.nan)), np.float64),
-            accepted=np.asarray(window.columns.get("accepted", np.zeros(n, bool)), bool),
-            series={v.name: self._series(v.key, n) for v in rois},
+            tags=tags, i0=np.asarray(window["i0"], np.float64), accepted=np.asarray(window["accepted"], bool),
+            series={v.name: self._series(v.key, len(tags)) for v in rois},
             trend_quantity="ratio" if self.analysis.i0 is not None else "value",
             tag_ranges=tuple((a, b) for a, b in self.ranges), images=dict(self.images),
             config=self.config, i0_mean=self.i0_sum / self.i0_count if self.i0_count else None,
+            playback=self.playback,
         )
-
-
-def _version(fields: Mapping[str, Any]) -> RoiVersion:
-    """A RoiVersion from hello's dicts (lists from JSON become the tuples RoiVersion holds)."""
-    d = dict(fields)
-    d["x"], d["y"] = tuple(d["x"]), tuple(d["y"])
-    return RoiVersion(**d)

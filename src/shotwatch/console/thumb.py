@@ -17,11 +17,11 @@ from rich.style import Style
 from rich.text import Text
 
 from ..schemas import RoiVersion
+from .tuning import GREY_LEVELS
 
 __all__ = ["downsample", "thumbnail"]
 
-_LEVELS = 6
-"""Grey levels used (of the palette's 24): fewer levels, longer runs, fewer bytes."""
+_LEVELS = GREY_LEVELS
 _GREY0 = 232
 _MARGIN = 6
 _ROI_STYLE = "bold yellow"

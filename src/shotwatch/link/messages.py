@@ -2,23 +2,25 @@
 
 ``wire`` turns these into ZeroMQ frames (a small msgpack header plus raw array buffers) and
 back, validating everything on receipt. A console sees only these types, whichever feed it
-reads (the network client, or a replay of a recording), through the :class:`~shotwatch.link.protocols.Feed` protocol.
+reads (the network client, or the in-process queue of a recorder in the same process), through
+the :class:`~shotwatch.link.protocols.Feed` protocol.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from ..schemas import Config, RoiVersion, ShotBlock
+from ..schemas import ROI_NAME, Config, RoiVersion, ShotBlock
 from ..schemas.source_info import SourceInfo
 
 __all__ = [
-    "BlockMsg", "Hello", "ImageMsg", "Message", "NoticeMsg", "Reply", "RoisMsg", "Status",
+    "BlockMsg", "Hello", "ImageMsg", "Message", "NoticeMsg", "Reply", "ResetMsg", "RoisMsg", "Status",
     "StatusMsg",
 ]
 
@@ -64,6 +66,8 @@ class Status(BaseModel):
     """Free space where the recording lives."""
     seq: int = -1
     """Sequence number of the newest block published."""
+    speed: float | None = None
+    """A replaying recorder's pace (1.0 = recorded pace, 0 = as fast as possible); None otherwise."""
 
 
 class Hello(BaseModel):
@@ -79,10 +83,27 @@ class Hello(BaseModel):
     """The configuration in force."""
     source: SourceInfo
     """What the source offers."""
-    rois: list[dict[str, Any]]
-    """Every ROI version so far (RoiVersion fields; ``end_shot`` None while active)."""
+    rois: list[RoiVersion]
+    """Every ROI version so far (``end_shot`` None while active)."""
     version: str
     """Recorder software version."""
+    playback: bool = False
+    """The recorder's source is a replay: the ``pause``, ``seek`` and ``speed`` requests work."""
+
+    @field_validator("rois")
+    @classmethod
+    def _sane_rois(cls, rois: list[RoiVersion]) -> list[RoiVersion]:
+        """A hello may come from anywhere: every version must be a rectangle a console can draw."""
+        for v in rois:
+            where = f"ROI version {v.name!r} v{v.version}"
+            if not re.match(ROI_NAME, v.name) or v.version < 1:
+                raise ValueError(f"{where}: expected a name like {ROI_NAME} and a version >= 1")
+            if not (0 <= v.x[0] < v.x[1] and 0 <= v.y[0] < v.y[1]):
+                raise ValueError(f"{where}: expected 0 <= x0 < x1 and 0 <= y0 < y1, found x = {list(v.x)}, "
+                                 f"y = {list(v.y)}")
+            if v.first_shot < 0 or (v.end_shot is not None and v.end_shot < v.first_shot):
+                raise ValueError(f"{where}: expected 0 <= first_shot <= end_shot, found {v.first_shot}, {v.end_shot}")
+        return rois
 
 
 @dataclass(frozen=True)
@@ -124,7 +145,20 @@ class ImageMsg:
     kind: Literal["running", "grab"] = "running"
 
 
-Message = BlockMsg | StatusMsg | NoticeMsg | RoisMsg | ImageMsg
+@dataclass(frozen=True)
+class ResetMsg:
+    """Every console restarts its averages and its received tag ranges from the next block.
+
+    Sent by a replaying recorder after a seek: shots already reduced come again (or are
+    skipped), so a console's numbers equal ``reduce --tags`` over its ranges only if it
+    starts afresh at the same point as every other console.
+    """
+
+    time: float
+    reason: str
+
+
+Message = BlockMsg | StatusMsg | NoticeMsg | RoisMsg | ImageMsg | ResetMsg
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import zmq
 from pydantic import ValidationError
 
-from ..schemas import RoiVersion
 from . import runfile as rf
 from . import wire
 from .messages import BlockMsg, Hello, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
@@ -291,11 +290,7 @@ class NetFeed:
                 self.counts["reconnects"] += 1
                 out.append(NoticeMsg(time.time(), f"connected to the recorder at {self.control}", "info"))
             self._last_seq = None  # perhaps a new recorder: its numbers are not comparable
-        try:
-            versions = tuple(RoiVersion(**{**v, "x": tuple(v["x"]), "y": tuple(v["y"])}) for v in self._hello.rois)
-        except (TypeError, KeyError):
-            versions = ()
-        out.append(RoisMsg(versions))
+        out.append(RoisMsg(tuple(self._hello.rois)))
 
     def _resubscribe(self, address: str | None) -> None:
         if self._sub is not None:

@@ -2,18 +2,27 @@
 
 :class:`Feed` is what a console reads from (the network client, or an in-process queue);
 :class:`Listener` is what the recorder's acquire loop talks to (the network service, a
-progress line, an in-process feed). mypy checks every implementation against these; nothing
-looks a method up by name at run time.
+progress line, an in-process feed); :class:`Control` is the recorder as a feed or a service
+drives it; :class:`Reducer` is the shape every reducer has, so a console can hold several
+without knowing their states. mypy checks every implementation against these; nothing looks
+a method up by name at run time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from .messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
+from ..schemas import Roi, ShotBlock
+from .messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
 
-__all__ = ["Feed", "Listener", "NullListener"]
+__all__ = ["Control", "Feed", "Listener", "NullListener", "Reducer"]
+
+S = TypeVar("S")
+R_co = TypeVar("R_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class Listener(Protocol):
@@ -42,6 +51,9 @@ class Listener(Protocol):
     def on_image(self, msg: ImageMsg) -> None:
         """A mean detector image (running average or grab)."""
 
+    def on_reset(self, msg: ResetMsg) -> None:
+        """Every console restarts its averages (a replay seek); sent after the last block before it."""
+
     def on_recording(self, path: Path) -> None:
         """A new recording was opened (the first, or one for a new run)."""
 
@@ -66,12 +78,62 @@ class NullListener:
     def on_image(self, msg: ImageMsg) -> None:
         """Ignored."""
 
+    def on_reset(self, msg: ResetMsg) -> None:
+        """Ignored."""
+
     def on_recording(self, path: Path) -> None:
         """Ignored."""
 
 
+class Control(Protocol):
+    """A recorder as the network service and the in-process feed drive it.
+
+    Requests may come from any thread; each returns a future the acquire loop resolves at
+    the next block boundary (a refusal is ``Reply(ok=False, error=...)``, never an exception).
+    """
+
+    def add_listener(self, listener: Listener) -> None:
+        """Hear everything the recorder emits until removed."""
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop hearing; a listener not added is ignored."""
+
+    def add_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Counted faults of another part to show in the status."""
+
+    def remove_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Stop showing them."""
+
+    def hello(self, *, publish: str, control: str) -> Hello | None:
+        """What a console needs to start; None while the source is still opening."""
+
+    def set_roi(self, roi: Roi) -> Future[Reply]:
+        """Make ``roi`` active from the next block on (a new version if it changed)."""
+
+    def delete_roi(self, name: str) -> Future[Reply]:
+        """End the active version of ``name``."""
+
+    def grab(self, detector: str, n: int) -> Future[Reply]:
+        """Average the next ``n`` frames of ``detector`` (an ImageMsg follows)."""
+
+    def mark(self, text: str) -> Future[Reply]:
+        """Add an operator mark to the recording."""
+
+    def stop(self) -> Future[Reply]:
+        """Stop acquiring and close the recording."""
+
+    def pause(self, paused: bool) -> Future[Reply]:
+        """Pause or resume a replaying source (refused for any other)."""
+
+    def seek(self, *, seconds: float = 0.0, start: bool = False) -> Future[Reply]:
+        """Move a replaying source by ``seconds`` of recorded time, or to its start."""
+
+    def set_speed(self, speed: float) -> Future[Reply]:
+        """A replaying source's pace (1.0 = recorded pace, 0 = as fast as possible)."""
+
+
 class Feed(Protocol):
-    """What a console reads from: the live network client or a replay.
+    """What a console reads from: the live network client or an in-process recorder.
 
     Every method returns within its timeout; none raises for a vanished recorder (the feed
     reports it through ``connected`` and keeps trying).
@@ -82,6 +144,10 @@ class Feed(Protocol):
 
     def hello(self, *, timeout: float) -> Hello | None:
         """The recorder's hello (None if it did not answer in time)."""
+
+    @property
+    def last_hello(self) -> Hello | None:
+        """The newest hello seen (after a reconnect, perhaps another recorder's)."""
 
     def poll(self, *, timeout: float) -> list[Message]:
         """Messages that arrived, waiting at most ``timeout`` s for the first.
@@ -99,7 +165,32 @@ class Feed(Protocol):
         """False once the heartbeat has been missing for a few seconds."""
 
     def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> Reply:
-        """A control request: set_roi, delete_roi, list_rois, grab, mark, stop."""
+        """A control request (``wire.OPS``); never raises, a problem is ``Reply(ok=False)``.
+
+        ``args`` are the op's arguments as keywords (``Any``: each op validates its own
+        against its wire model, ``set_roi`` takes ``roi=Roi(...)``).
+        """
 
     def close(self) -> None:
         """Release sockets/files; idempotent."""
+
+
+class Reducer(Protocol[S, R_co, T_contra]):
+    """``init → state``, ``update(state, block) → state``, ``merge(a, b) → state``,
+    ``result(state) → value`` (DESIGN.md, Reducers); states are immutable values.
+
+    ``table`` is a per-block precomputation several reducers share (the reducers' shot
+    table: the expensive ROI sums, computed once per block by a caller feeding several).
+    """
+
+    def init(self) -> S:
+        """No data."""
+
+    def update(self, state: S, block: ShotBlock, *, table: T_contra | None = None) -> S:
+        """``state`` plus ``block``."""
+
+    def merge(self, a: S, b: S) -> S:
+        """Both states' data together (associative)."""
+
+    def result(self, state: S) -> R_co:
+        """The value for display or output."""

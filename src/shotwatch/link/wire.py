@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Annotated, Any, Literal, Protocol
 
 import msgpack
@@ -26,17 +26,17 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..schemas import ROI_NAME, Cutout, Roi, RoiVersion, ShotBlock, split_roi_key
-from .messages import BlockMsg, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
+from .messages import BlockMsg, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, Status, StatusMsg
 
 __all__ = [
-    "CHANGING_OPS", "DEFAULT_CONTROL", "DeleteArgs", "GrabArgs", "MarkArgs", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
+    "CHANGING_OPS", "DEFAULT_CONTROL", "DeleteArgs", "GrabArgs", "MarkArgs", "PauseArgs", "SeekArgs", "SpeedArgs", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
     "decode_request", "encode", "encode_reply", "encode_request",
 ]
 
 VERSION = 1
-TOPICS = ("block", "status", "notice", "rois", "image")
-OPS = ("hello", "list_rois", "set_roi", "delete_roi", "grab", "mark", "stop")
-CHANGING_OPS = frozenset({"set_roi", "delete_roi", "grab", "mark", "stop"})
+TOPICS = ("block", "status", "notice", "rois", "image", "reset")
+OPS = ("hello", "list_rois", "set_roi", "delete_roi", "grab", "mark", "stop", "pause", "seek", "speed")
+CHANGING_OPS = frozenset({"set_roi", "delete_roi", "grab", "mark", "stop", "pause", "seek", "speed"})
 """Requests that need the control token."""
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5561"
@@ -84,7 +84,7 @@ class _ArrayDesc(_Strict):
 
 class _Header(_Strict):
     version: int
-    type: Literal["block", "status", "notice", "rois", "image"]
+    type: Literal["block", "status", "notice", "rois", "image", "reset"]
     fields: dict[str, Any]
     arrays: Annotated[list[_ArrayDesc], Field(max_length=MAX_ARRAYS)] = []
 
@@ -128,6 +128,11 @@ class _RoisFields(_Strict):
     versions: Annotated[list[_RoiVersionFields], Field(max_length=MAX_ARRAYS)]
 
 
+class _ResetFields(_Strict):
+    time: float
+    reason: Annotated[str, Field(max_length=MAX_TEXT)]
+
+
 class _ImageFields(_Strict):
     detector: Name
     count: Annotated[int, Field(ge=0)]
@@ -155,9 +160,29 @@ class MarkArgs(_Strict):
     text: Annotated[str, Field(max_length=1000)]
 
 
+class PauseArgs(_Strict):
+    """Pause (or resume) a replaying recorder's source."""
+
+    paused: bool
+
+
+class SeekArgs(_Strict):
+    """Move a replaying recorder's source by ``seconds`` of recorded time, or to its start."""
+
+    seconds: Annotated[float, Field(ge=-1e9, le=1e9)] = 0.0
+    start: bool = False
+
+
+class SpeedArgs(_Strict):
+    """A replaying recorder's pace: 1.0 = recorded pace, 0 = as fast as possible."""
+
+    speed: Annotated[float, Field(ge=0, le=10_000)]
+
+
 _ARGS: dict[str, type[BaseModel]] = {
     "hello": _NoArgs, "list_rois": _NoArgs, "stop": _NoArgs, "set_roi": Roi,
     "delete_roi": DeleteArgs, "grab": GrabArgs, "mark": MarkArgs,
+    "pause": PauseArgs, "seek": SeekArgs, "speed": SpeedArgs,
 }
 
 
@@ -314,7 +339,9 @@ def _fields(msg: Message, arrays: _Arrays) -> tuple[str, dict[str, Any]]:
     if isinstance(msg, ImageMsg):
         return "image", {"detector": msg.detector, "count": msg.count, "kind": msg.kind,
                          "image": arrays.add(msg.image, np.float32)}
-    raise WireError(f"encode: expected one of BlockMsg, StatusMsg, NoticeMsg, RoisMsg, ImageMsg, "
+    if isinstance(msg, ResetMsg):
+        return "reset", {"time": msg.time, "reason": msg.reason}
+    raise WireError(f"encode: expected one of BlockMsg, StatusMsg, NoticeMsg, RoisMsg, ImageMsg, ResetMsg, "
                     f"found {type(msg).__name__}")
 
 
@@ -414,14 +441,20 @@ def _decode_image(fields: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> Ima
     return ImageMsg(f.detector, image, f.count, f.kind)
 
 
+def _decode_reset(fields: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> ResetMsg:
+    _no_arrays(arrays, "reset")
+    f: _ResetFields = _validate(_ResetFields, fields, "reset")
+    return ResetMsg(f.time, f.reason)
+
+
 def _no_arrays(arrays: list[npt.NDArray[Any]], what: str) -> None:
     if arrays:
         raise WireError(f"{what}: expected no arrays, found {len(arrays)}")
 
 
-_DECODERS: dict[str, Any] = {
+_DECODERS: dict[str, Callable[[dict[str, Any], list[npt.NDArray[Any]]], Message]] = {
     "block": _decode_block, "status": _decode_status, "notice": _decode_notice,
-    "rois": _decode_rois, "image": _decode_image,
+    "rois": _decode_rois, "image": _decode_image, "reset": _decode_reset,
 }
 
 
@@ -491,6 +524,6 @@ def _plain(obj: Any) -> Any:
         return _plain(obj.tolist())
     if isinstance(obj, BaseModel):
         return _plain(obj.model_dump(mode="json"))
-    if hasattr(obj, "__dataclass_fields__"):
+    if is_dataclass(obj) and not isinstance(obj, type):
         return _plain(asdict(obj))
     return str(obj)

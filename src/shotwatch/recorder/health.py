@@ -8,6 +8,7 @@ from collections import deque
 import numpy as np
 
 from ..schemas import ShotBlock
+from .tuning import HEALTH_WINDOW
 
 __all__ = ["Health"]
 
@@ -20,7 +21,7 @@ class Health:
     step of 4 there is one missing tag).
     """
 
-    def __init__(self, *, window: float = 5.0) -> None:
+    def __init__(self, *, window: float = HEALTH_WINDOW) -> None:
         self.window = window
         self.shots = 0
         self.tag_gaps = 0
@@ -49,7 +50,8 @@ class Health:
         self.last_tag = int(block.tags[-1])
 
     def new_run(self) -> None:
-        """Tags restart with a new run: forget the last tag so no false gap is counted."""
+        """Tags restart with a new run (or a replay seek): forget the last tag so no false gap
+        is counted."""
         self.last_tag = None
 
     def rate(self, *, now: float | None = None) -> float:

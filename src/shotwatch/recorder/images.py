@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from ..link.messages import ImageMsg, Reply
 from ..schemas import ShotBlock
+from .tuning import IMAGE_SLOTS
 
 __all__ = ["Grab", "ImageWindow"]
 
@@ -24,7 +25,7 @@ class ImageWindow:
     newest ``slots`` slots, so the image follows the beam without keeping frames.
     """
 
-    def __init__(self, *, slots: int = 10) -> None:
+    def __init__(self, *, slots: int = IMAGE_SLOTS) -> None:
         self._slots: dict[str, deque[tuple[F64, int]]] = {}
         self._open: dict[str, tuple[F64, int]] = {}
         self._n = slots

@@ -19,21 +19,20 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
-from .. import __version__
 from ..link import wire
-from ..link.messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, RoisMsg, StatusMsg
-from ..link.protocols import Listener, NullListener
+from ..link.control import forward
+from ..link.messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
+from ..link.protocols import Control, NullListener
 from ..link.runfile import RunFile, new_token, remove_runfile, write_runfile
 from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH, READ_ONLY_ERROR, STARTING_ERROR
-from ..schemas import Config, Roi, RoiVersion, SourceInfo, UsageError
+from ..schemas import UsageError
 
 __all__ = ["Service"]
 
@@ -44,19 +43,8 @@ MAX_REQUEST_BYTES = 1 << 16  # a request is a few hundred bytes; zmq drops large
 POLL_MS = 100  # the control thread notices close() within this
 
 
-class Served(Protocol):
-    """What the service needs of a recorder: listeners, counters, requests, a hello snapshot."""
-
-    def add_listener(self, listener: Listener) -> None: ...
-    def remove_listener(self, listener: Listener) -> None: ...
-    def add_counters(self, counters: Callable[[], Mapping[str, int]]) -> None: ...
-    def remove_counters(self, counters: Callable[[], Mapping[str, int]]) -> None: ...
-    def set_roi(self, roi: Roi) -> Future[Reply]: ...
-    def delete_roi(self, name: str) -> Future[Reply]: ...
-    def grab(self, detector: str, n: int) -> Future[Reply]: ...
-    def mark(self, text: str) -> Future[Reply]: ...
-    def stop(self) -> Future[Reply]: ...
-    def hello_parts(self) -> tuple[Config, SourceInfo | None, list[RoiVersion]]: ...
+Served = Control
+"""What the service needs of a recorder: the link's :class:`~shotwatch.link.protocols.Control`."""
 
 
 @dataclass
@@ -199,6 +187,9 @@ class Service(NullListener):
     def on_image(self, msg: ImageMsg) -> None:
         self.publish(msg)
 
+    def on_reset(self, msg: ResetMsg) -> None:
+        self.publish(msg)
+
     def publish(self, msg: Message) -> None:
         """Encode and send one message; never blocks and never raises (drops are counted)."""
         try:
@@ -288,26 +279,15 @@ class Service(NullListener):
                 hello = self.hello()
                 return Reply(True, data=hello.model_dump(mode="json")) if hello else Reply(False, STARTING_ERROR)
             if req.op == "list_rois":
-                return Reply(True, data={"rois": [asdict(v) for v in self.recorder.hello_parts()[2]]})
-            future = self._forward(req)
+                hello = self.hello()
+                return Reply(True, data={"rois": [asdict(v) for v in hello.rois]}) if hello else Reply(False, STARTING_ERROR)
+            future = forward(self.recorder, req)
         except Exception as exc:  # any failure becomes that request's error reply
             log.exception("%s failed", req.op)
             return Reply(False, f"{req.op} failed: {exc}")
         timeout = min(self.request_timeout, 0.8 * req.timeout if req.timeout else self.request_timeout)
         self._pending.append(_Pending(envelope, req.op, future, time.monotonic() + timeout, timeout))
         return None
-
-    def _forward(self, req: wire.Request) -> Future[Reply]:
-        args = req.args
-        if isinstance(args, Roi):
-            return self.recorder.set_roi(args)
-        if isinstance(args, wire.DeleteArgs):
-            return self.recorder.delete_roi(args.name)
-        if isinstance(args, wire.GrabArgs):
-            return self.recorder.grab(args.detector, args.n)
-        if isinstance(args, wire.MarkArgs):
-            return self.recorder.mark(args.text)
-        return self.recorder.stop()
 
     def _flush(self, ctl: zmq.Socket[bytes]) -> None:
         now = time.monotonic()
@@ -333,11 +313,7 @@ class Service(NullListener):
 
     def hello(self) -> Hello | None:
         """What a console needs to start (the reply to ``hello``); None while the source opens."""
-        config, info, rois = self.recorder.hello_parts()
-        if info is None:
-            return None
-        return Hello(publish=self.addresses["publish"], control=self.addresses["control"], config=config,
-                     source=info, rois=[asdict(v) for v in rois], version=__version__)
+        return self.recorder.hello(publish=self.addresses["publish"], control=self.addresses["control"])
 
 
 def _result(op: str, future: Future[Reply]) -> Reply:

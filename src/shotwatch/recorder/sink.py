@@ -1,40 +1,61 @@
 """The recorder's side of the recording: paths, new runs, append, and failed writes.
 
-A failed write (full disk, I/O error) stops recording cleanly: the last commit stays
-intact, the state becomes ``failed`` and live data keep flowing.
+A failed write, commit, creation or close (full disk, I/O error, a path taken meanwhile)
+stops recording cleanly: the last commit stays intact, the state becomes ``failed``, the
+caller gets a one-line notice, and live data keep flowing. No method here raises for that
+after :meth:`RecordingSink.check_target`.
 """
 
 from __future__ import annotations
 
 import shutil
 import string
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from ..recording import RecordingReader, RecordingWriteError, RecordingWriter
+from ..recording import RecordingReader, RecordingWriter
 from ..schemas import Config, RecordingError, RoiTable, ShotBlock
 from ..schemas.source_info import SourceInfo
-from .paths import fill_template
+from .paths import fill_template, free_path
 
-__all__ = ["RecordingSink"]
+__all__ = ["RecordingSink", "SinkState"]
+
+SinkState = Literal["live", "recording", "failed", "stopped"]
 
 
 class RecordingSink:
-    """Owns the current RecordingWriter; never raises for a write failure after start."""
+    """Owns the current RecordingWriter (see the module docstring).
+
+    ``state``: ``live`` (no recording open: before the first block, or between runs),
+    ``recording``, ``failed`` (the last one stopped on an error) or ``stopped`` (closed).
+    """
 
     def __init__(self, config: Config, *, template: str, append: bool, commit_seconds: float) -> None:
         self.config = config
         self.template = template
         self.append = append
         self.commit_seconds = commit_seconds
-        self.writer: RecordingWriter | None = None
         self.path: Path | None = None
-        self.state = "live"
+        self.renamed_from: Path | None = None
+        """Set by :meth:`open` when the path the template gave was taken (a suffix was added)."""
         self.error: str | None = None
-        self._runs = 0
         self.first_path: Path | None = None
-        self._closed_committed = 0  # what the last closed writer had committed
         self.finished: list[tuple[Path, int]] = []  # every recording closed so far, with its shots
+        self._writer: RecordingWriter | None = None
+        self._state: SinkState = "live"
+        self._runs = 0
+        self._closed_committed = 0  # what the last closed writer had committed
         self._closed_bytes = 0
+
+    @property
+    def state(self) -> SinkState:
+        return self._state
+
+    @property
+    def recording(self) -> bool:
+        """A recording is open and writable."""
+        return self._writer is not None
 
     def check_target(self, *, run: int | None) -> Path:
         """The first recording's path; an existing one without --append is a usage error."""
@@ -74,73 +95,99 @@ class RecordingSink:
             return RoiTable(), 0
         return RoiTable.from_versions(reader.rois.all()), int(reader.committed)
 
-    def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> Path:
-        if self._runs == 0 and self.first_path is not None:
+    def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> str | None:
+        """Open the recording of this run.
+
+        The first run's path was checked at start, and a failure to open it raises (``record``
+        then exits with the one-line error: nothing was recorded yet, e.g. ``--append`` to a
+        recording of another configuration). A later run's gets ``-<run>`` where the template
+        has no ``{run}``, and ``-2``, ``-3``, ... where that path exists already; a failure to
+        open it is returned as a notice (state ``failed``), never raised: live data go on.
+        """
+        first = self._runs == 0
+        self.renamed_from = None
+        if first and self.first_path is not None:
             path = self.first_path
         else:
-            path = fill_template(self.template, run=info.run, first=self._runs == 0)
+            wanted = fill_template(self.template, run=info.run, first=first)
+            path = free_path(wanted)
+            self.renamed_from = wanted if path != wanted else None
+        self._runs += 1
+        self.path = path
+        try:
+            self._writer = self._new_writer(path, info=info, rois=rois, points=points)
+        except (OSError, ValueError) as exc:  # RecordingWriteError, RecordingError (a path taken meanwhile)
+            if first:
+                raise
+            self._writer = None
+            self._state, self.error = "failed", f"{path}: recording not started: {exc}"
+            return self.error
+        self._state, self.error = "recording", None
+        return None
+
+    def _new_writer(self, path: Path, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> RecordingWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.append and path.exists():
-            self.writer = RecordingWriter.append(path, config=self.config, source=info, points=points)
-            self.writer.set_rois(rois)
-        else:
-            self.writer = RecordingWriter.create(path, config=self.config, source=info, rois=rois,
-                                                 points=points, commit_seconds=self.commit_seconds)
-        self._runs += 1
-        self.path, self.state, self.error = path, "recording", None
-        return path
-
-    def _fail(self, exc: BaseException) -> str:
-        self.state, self.error = "failed", f"{self.path}: recording stopped: {exc}"
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            self._closed_committed = writer.committed
-            self.finished.append((writer.path, writer.committed))
-            try:
-                writer.close()
-            except Exception:
-                pass
-        return self.error
+            writer = RecordingWriter.append(path, config=self.config, source=info, points=points)
+            writer.set_rois(rois)
+            return writer
+        return RecordingWriter.create(path, config=self.config, source=info, rois=rois, points=points,
+                                      commit_seconds=self.commit_seconds)
 
     def write(self, block: ShotBlock) -> str | None:
-        """Write a block; returns a notice if recording just failed."""
-        if self.writer is None:
-            return None
-        try:
-            self.writer.write(block)
-        except (RecordingWriteError, OSError) as exc:
-            return self._fail(exc)
-        return None
+        """Buffer a block (the writer commits when due); a notice if recording just failed."""
+        return self._call(lambda w: w.write(block))
 
-    def call(self, method: str, *args: object, **kwargs: object) -> str | None:
-        """Call a writer method (set_rois, commit, ...), failing cleanly like ``write``."""
-        if self.writer is None:
-            return None
-        try:
-            getattr(self.writer, method)(*args, **kwargs)
-        except (RecordingWriteError, OSError) as exc:
-            return self._fail(exc)
-        return None
+    def commit(self) -> str | None:
+        """Commit what is buffered (a pause in the beam must not hold shots back)."""
+        return self._call(lambda w: w.commit())
+
+    def set_rois(self, table: RoiTable) -> str | None:
+        """New ROI versions from the next block on."""
+        return self._call(lambda w: w.set_rois(table))
+
+    def set_detectors(self, info: SourceInfo) -> str | None:
+        """Array detectors first seen after the start, recorded before any of their cutouts."""
+        return self._call(lambda w: w.set_detectors(info))
 
     def mark(self, text: str, *, tag: int | None, at: float) -> dict[str, object] | None:
-        if self.writer is None:
+        """An operator mark in the recording (None without one)."""
+        if self._writer is None:
             return None
-        return self.writer.mark(text, tag=tag, time=at)
+        mark: dict[str, object] = {}
+        notice = self._call(lambda w: mark.update(w.mark(text, tag=tag, time=at)))
+        return None if notice else mark
 
-    def close(self, *, final_state: str = "stopped") -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
+    def new_run(self) -> str | None:
+        """The run ended: commit and close its recording; the next :meth:`open` starts the next.
+
+        Also after a failure: a new run tries a new recording. Returns a notice if the close failed.
+        """
+        notice = self.close(final_state="live")
+        self._state = "live"
+        return notice
+
+    def close(self, *, final_state: SinkState = "stopped") -> str | None:
+        """Commit, close and forget the writer; a notice (and state ``failed``) if that failed."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        try:
             writer.close()
-            self._closed_committed, self._closed_bytes = writer.committed, writer.bytes()
-            self.finished.append((writer.path, writer.committed))
-            self.state = final_state
+        except (OSError, ValueError) as exc:
+            self._finish(writer)
+            self._state, self.error = "failed", f"{writer.path}: recording stopped: {exc}"
+            return self.error
+        self._finish(writer)
+        self._state = final_state
+        return None
 
     @property
     def committed(self) -> int:
-        return self.writer.committed if self.writer is not None else self._closed_committed
+        return self._writer.committed if self._writer is not None else self._closed_committed
 
     def size(self) -> int:
-        return self.writer.bytes() if self.writer is not None else self._closed_bytes
+        return self._writer.bytes() if self._writer is not None else self._closed_bytes
 
     def free_bytes(self) -> int | None:
         if self.path is None:
@@ -149,3 +196,33 @@ class RecordingSink:
             return shutil.disk_usage(self.path.parent).free
         except OSError:
             return None
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _call(self, action: Callable[[RecordingWriter], object]) -> str | None:
+        writer = self._writer
+        if writer is None:
+            return None
+        try:
+            action(writer)
+        except (OSError, ValueError) as exc:  # a failed write, or a block the recording refuses
+            return self._fail(writer, exc)
+        return None
+
+    def _fail(self, writer: RecordingWriter, exc: BaseException) -> str:
+        self._writer = None
+        self._state, self.error = "failed", f"{self.path}: recording stopped: {exc}"
+        try:
+            writer.close()  # after a failed write this only releases its threads
+        except Exception:
+            pass
+        self._finish(writer)
+        return self.error
+
+    def _finish(self, writer: RecordingWriter) -> None:
+        self._closed_committed = writer.committed
+        try:
+            self._closed_bytes = writer.bytes()
+        except OSError:
+            self._closed_bytes = 0
+        self.finished.append((writer.path, writer.committed))

@@ -7,6 +7,7 @@ the new ``committed``. A crash at any point leaves the previous commit readable.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -188,6 +189,30 @@ class RecordingWriter:
                     v.detector, v.x, v.y, v.first_shot):
                 raise RecordingError(f"{self._path}: roi/{v.name}/v{v.version}: expected the recorded version "
                                      f"{known.version.attrs()}, found {v.attrs()}")
+
+    def set_detectors(self, source: SourceInfo) -> None:
+        """Record array detectors first seen after the start (FACILITY.md, call at a block boundary).
+
+        Their shape, dtype and eV/ADU go into the ``detectors`` attribute at once, so before
+        any of their cutouts are committed; ROI versions on them whose arrays waited for the
+        dtype get their arrays. A detector already recorded keeps its entry.
+
+        Raises:
+            RecordingWriteError: the attributes or arrays could not be written.
+        """
+        self._usable()
+        known = dict(self._attrs.get("detectors", {}))
+        new = {d: info for d, info in detectors_attr(source).items() if d not in known}
+        if not new:
+            return
+        attrs = {**self._attrs, "detectors": {**known, **new}}
+        self._guard(lambda: self._write_attrs(attrs))
+        self._attrs = attrs
+        for va in self._layout.versions.values():
+            info = new.get(va.version.detector)
+            if info is not None and va.pixels is None:
+                self._guard(functools.partial(self._layout.add_version_arrays, va, np.dtype(info["dtype"]),
+                                              self._capacity))
 
     def write(self, block: ShotBlock) -> None:
         """Buffer ``block``; commit if ``commit_seconds`` passed or the buffer is full.

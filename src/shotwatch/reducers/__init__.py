@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from .analysis import Analysis, ShotTable, display_keys, shot_table
 from .hist import Histogram
-from .live import Correlation, RollingWindow, RunningImage, Trend
+from .live import Correlation, RollingWindow, Trend
 from .summary import SummaryReducer
 from .tables import format_table, per_shot_csv, scan_csv
 
 __all__ = [
-    "Analysis", "Correlation", "Histogram", "RollingWindow", "RunningImage", "ShotTable",
+    "Analysis", "Correlation", "Histogram", "RollingWindow", "ShotTable",
     "SummaryReducer", "Trend", "display_keys", "format_table", "per_shot_csv", "scan_csv",
     "shot_table",
 ]

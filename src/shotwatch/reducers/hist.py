@@ -115,6 +115,10 @@ class Histogram:
             out[name] = out[name].merge(s) if name in out else s
         return out
 
+    def series(self, state: dict[str, HistSeries], name: str) -> HistSeries | None:
+        """One series (``"i0"`` or a roi key ``name/vK``), None if it has no data yet."""
+        return state.get(name)
+
     def result(self, state: dict[str, HistSeries]) -> dict[str, dict[str, Any]]:
         """``{series: {"edges", "counts", "under", "over"}}``, roi keys named as in the summary."""
         shown = display_keys(k for k, s in state.items() if k != "i0" and s.counts.sum() + s.under + s.over)

@@ -1,5 +1,6 @@
-"""Reducers for the live console: sparkline windows, ROI-vs-I0 samples, trends
-and running-average images. All follow init / update / merge / result with immutable states.
+"""Reducers for the live console: sparkline windows, ROI-vs-I0 samples and trends.
+All follow init / update / merge / result with immutable states (running-average images
+are the recorder's, ``recorder/images.py``).
 
 Windows keep the last N entries *by tag*, so merging two states takes the newest N of their
 union: exact and associative whatever the split. Result keys follow the summary's naming rule
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from ..schemas import ShotBlock
 from .analysis import Analysis, ShotTable, display_keys, shot_table
 
-__all__ = ["Correlation", "ImageSum", "RollingWindow", "RunningImage", "Tagged", "Trend"]
+__all__ = ["Correlation", "RollingWindow", "Tagged", "Trend"]
 
 Array = npt.NDArray[Any]
 F64 = npt.NDArray[np.float64]
@@ -107,6 +108,12 @@ class RollingWindow:
         return {"tags": state.tags, "i0": i0, "accepted": accepted,
                 "values": {shown[k]: values[k] for k in shown}, "ratios": ratios}
 
+    def values(self, state: Tagged, key: str) -> F64 | None:
+        """Roi key ``key``'s (``name/vK``) values over the window, aligned with ``state.tags``
+        (NaN where a shot had none); None if the window never saw the key."""
+        column = state.columns.get(f"value:{key}")
+        return None if column is None else np.asarray(column, np.float64)
+
 
 class Correlation:
     """Per roi key, the last ``size`` shots with a finite I0 and value: (tag, I0, value, accepted).
@@ -146,6 +153,14 @@ class Correlation:
         return {shown[k]: {"tags": s.tags, "i0": s.columns["i0"], "value": s.columns["value"],
                            "accepted": s.columns["accepted"].astype(bool)}
                 for k, s in state.items() if k in shown}
+
+    def samples(self, state: dict[str, Tagged], key: str) -> dict[str, Array] | None:
+        """Roi key ``key``'s samples (``tags``, ``i0``, ``value``, ``accepted``), None if none."""
+        s = state.get(key)
+        if s is None:
+            return None
+        return {"tags": s.tags, "i0": s.columns["i0"], "value": s.columns["value"],
+                "accepted": s.columns["accepted"].astype(bool)}
 
 
 class Trend:
@@ -187,41 +202,7 @@ class Trend:
         return {"quantity": "ratio" if self.analysis.i0 is not None else "value", "tags": state.tags,
                 "rois": {shown[k]: {"mean": means[k], "count": state.columns[f"count:{k}"]} for k in shown}}
 
-
-@dataclass(frozen=True)
-class ImageSum:
-    """Sum (float64) and number of the frames of one detector."""
-
-    total: F64
-    count: int
-
-
-class RunningImage:
-    """Mean frame per detector from ``block.frames``; start afresh with ``init()``.
-
-    Merging states whose frames of a detector differ in shape keeps the right-hand one (the
-    detector was reconfigured). ``result`` → ``{detector: {"mean": f64[H, W], "count": int}}``.
-    """
-
-    def init(self) -> dict[str, ImageSum]:
-        """No data."""
-        return {}
-
-    def update(self, state: dict[str, ImageSum], block: ShotBlock) -> dict[str, ImageSum]:
-        """``state`` plus ``block``."""
-        fresh = {det: ImageSum(fr.pixels.sum(axis=0, dtype=np.float64), int(fr.pixels.shape[0]))
-                 for det, fr in block.frames.items() if fr.pixels.shape[0]}
-        return self.merge(state, fresh)
-
-    def merge(self, a: dict[str, ImageSum], b: dict[str, ImageSum]) -> dict[str, ImageSum]:
-        """Both states together (associative)."""
-        out = dict(a)
-        for det, s in b.items():
-            old = out.get(det)
-            ok = old is not None and old.total.shape == s.total.shape
-            out[det] = ImageSum(old.total + s.total, old.count + s.count) if old is not None and ok else s
-        return out
-
-    def result(self, state: dict[str, ImageSum]) -> dict[str, Any]:
-        """The value for display (see the class docstring)."""
-        return {det: {"mean": s.total / s.count, "count": s.count} for det, s in state.items() if s.count}
+    def means(self, state: Tagged, key: str) -> F64 | None:
+        """Roi key ``key``'s per-block means, aligned with ``state.tags``; None if never seen."""
+        column = state.columns.get(f"mean:{key}")
+        return None if column is None else np.asarray(column, np.float64)

@@ -99,6 +99,11 @@ class SummaryReducer:
         }
         return jsonable(out)
 
+    def result_keys(self, state: SummaryState) -> dict[str, str]:
+        """Roi key (``name/vK``) -> the key it has in :meth:`result`, for every key with valid
+        shots in ``state`` (INTERFACE.md: the bare name while a ROI has one such version)."""
+        return display_keys(k for k, c in state.valid.items() if c > 0)
+
     # --- internals ---------------------------------------------------------------------
 
     def _moments(self, t: ShotTable, key: str) -> Moments:

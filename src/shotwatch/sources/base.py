@@ -1,4 +1,10 @@
-"""The Source protocol: where ShotBlocks come from (DESIGN.md, "Source")."""
+"""The Source protocol: where ShotBlocks come from (DESIGN.md, "Source").
+
+A source class subclasses :class:`Source` explicitly: mypy then checks it against the
+protocol, and it inherits the defaults of the optional capabilities (:meth:`Source.start_after`
+does nothing, :meth:`Source.playback` is None), so the recorder calls them on any source
+instead of probing for them by name.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..schemas import Roi, ShotBlock
+from ..schemas import Roi, RoiVersion, ShotBlock
 from ..schemas.source_info import SourceInfo
 
-__all__ = ["Source", "SourceStatus"]
+__all__ = ["NOMINAL_RATE", "Playback", "Source", "SourceStatus"]
+
+NOMINAL_RATE = 30.0
+"""Shots per second assumed where a shot's time is unknown (a replay of shots without
+recorded times, a seek before any rate was seen): SACLA's 30 shots/s on a shared beamline
+(FACILITY.md), the rate of the built-in simulator."""
 
 
 @dataclass
@@ -28,6 +39,40 @@ class SourceStatus:
     missing: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     not_in_stream: list[str] = field(default_factory=list)
+
+
+class Playback(Protocol):
+    """A source that replays a recording: the recorder exposes these as control requests.
+
+    Called only from the recorder's acquire thread, between reads.
+    """
+
+    @property
+    def paused(self) -> bool:
+        """True while :meth:`Source.read` delivers nothing on purpose."""
+
+    @property
+    def speed(self) -> float:
+        """1.0 = recorded pace, 2.0 twice as fast, 0 = as fast as possible."""
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause, or resume at the recorded pace from where it stopped (no catching up)."""
+
+    def set_speed(self, speed: float) -> None:
+        """Change the pace from the next block on (ValueError below 0)."""
+
+    def seek(self, *, seconds: float = 0.0, start: bool = False) -> int | None:
+        """Jump by ``seconds`` of recorded time (back if negative), or to the start.
+
+        Returns the tag the next block starts with, None at the end of the recording.
+        """
+
+    def rois(self) -> list[RoiVersion]:
+        """The recording's ROI versions as of the shots delivered so far.
+
+        A version that starts later is not there yet, one that ended by then carries its
+        ``end_shot``; the blocks carry the recorded cutouts of every version listed.
+        """
 
 
 @runtime_checkable
@@ -65,3 +110,15 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release everything; idempotent."""
+
+    def start_after(self, tag: int) -> None:
+        """Continue a recording (``record --append``): deliver only tags after ``tag``.
+
+        Called once, before the first read. The default does nothing: a facility's tags
+        always grow; a source whose tags would restart (the simulator) overrides it.
+        """
+        return None
+
+    def playback(self) -> Playback | None:
+        """Pause, seek and speed controls, or None (the default: only a replay has them)."""
+        return None

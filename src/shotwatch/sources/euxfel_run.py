@@ -20,7 +20,7 @@ from ..schemas import Config, EuxfelRunSource, Roi, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
 from ._karabo_shots import TrainShots, check_config
 from ._karabo_train import IMAGE_KEYS
-from .base import SourceStatus
+from .base import Source, SourceStatus
 
 __all__ = ["EuxfelRun", "make"]
 
@@ -37,7 +37,7 @@ def make(config: Config, *, frames_every: int | None = None) -> EuxfelRun:
     return EuxfelRun(cfg, reserved=check_config(config))
 
 
-class EuxfelRun:
+class EuxfelRun(Source):
     """Shots from a run directory, one train per block, paced by ``source.speed``."""
 
     def __init__(self, cfg: EuxfelRunSource, *, reserved: list[str] | None = None) -> None:

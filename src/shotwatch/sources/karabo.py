@@ -28,7 +28,7 @@ from ..schemas.source_info import SourceInfo
 from ._karabo_shots import BEYOND, WENT_BACK, TrainShots, check_config
 from ._karabo_train import parse_pulses
 from ._karabo_wire import MAX_MESSAGE_BYTES, BadMessage, BridgeSocket, Train, decode
-from .base import SourceStatus
+from .base import Source, SourceStatus
 
 __all__ = ["BEYOND", "WENT_BACK", "KaraboBridgeSource", "check_config", "make", "parse_pulses"]
 
@@ -44,7 +44,7 @@ def make(config: Config, *, frames_every: int | None = None) -> KaraboBridgeSour
     return KaraboBridgeSource(cfg, reserved=check_config(config))
 
 
-class KaraboBridgeSource:
+class KaraboBridgeSource(Source):
     """Shots from a karabo bridge (REQ, SUB or PULL), one train per block.
 
     Args:

@@ -41,7 +41,7 @@ from ._sacla_read import (
     tally_points,
 )
 from ._sacla_tags import candidates, ready_count, shot_times, split_at
-from .base import SourceStatus
+from .base import Source, SourceStatus
 
 __all__ = ["EV_PER_ADU_UNIT", "SaclaStream", "make"]
 
@@ -70,7 +70,7 @@ def make(config: Config, *, frames_every: int | None = None) -> SaclaStream:
                        origins=point_origins(config))
 
 
-class SaclaStream:
+class SaclaStream(Source):
     """A :class:`~shotwatch.sources.Source` over SACLA's dbpy/olpy (or their emulator).
 
     Args:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..schemas import Cutout, Frames, Roi, ShotBlock, SimSource, SourceError
 from ..schemas.source_info import DetectorInfo, SourceInfo
-from .base import SourceStatus
+from .base import Source, SourceStatus
 from .sim_detector import DETECTOR, EV_PER_ADU, SHAPE, PixelSynth
 from .sim_photons import PhotonField
 from .sim_physics import CLOCK_HZ, HIGHTAG, POINTS, Share, ShotParams, Timeline, Truth, draw_truth
@@ -45,7 +45,7 @@ PACED_MAX_SHOTS = 30  # ... and at most this many full frames (60 MB), whatever 
 LATE_SECONDS = 2.0  # a reader this far behind loses shots, as SACLA's image buffer would
 
 
-class Simulator:
+class Simulator(Source):
     """A seeded, physically plausible stream of SACLA-like shots (see module docstring).
 
     Args:
