@@ -210,9 +210,9 @@ def test_seek_by_seconds_and_to_the_start(recording: Path) -> None:
     tags = RecordingReader(recording).tags()
     src = Replayer(ReplaySource(path=str(recording), speed=0))
     playback = src.playback()
-    src.read(timeout=0.5)  # 1,200 shots at 60 Hz: 20 s recorded
+    src.read(timeout=0.5)  # 1,200 shots at 30 Hz: 40 s recorded
     to = playback.seek(seconds=5.0)
-    assert to is not None and abs(int(np.searchsorted(tags, to)) - (1200 + 300)) <= 2  # 5 s at 60 Hz
+    assert to is not None and abs(int(np.searchsorted(tags, to)) - (1200 + 150)) <= 2  # 5 s at 30 Hz
     block = src.read(timeout=0.5)
     assert block is not None and int(block.tags[0]) == to
     assert playback.seek(seconds=-3600.0) == int(tags[0])  # clipped at the start
