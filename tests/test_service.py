@@ -8,6 +8,7 @@ or publish as fast as the wire allows, which the real one cannot be told to do).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import stat
@@ -218,6 +219,28 @@ def test_runfile_modes_and_discovery(runtime_dir: Path) -> None:
     rf.remove_runfile(b.path)  # twice is fine
     assert rf.find_runfile() == a
     assert a.token != b.token and len(a.token) == 32
+
+
+def test_stale_runfile_whose_pid_was_reused_is_not_alive(runtime_dir: Path) -> None:
+    """Issue 7, item 7: a recorder crashed and its pid went to another process: not alive."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mine = rf.write_runfile(control="tcp://127.0.0.1:1", publish="tcp://127.0.0.1:2", token=rf.new_token())
+        assert mine.path is not None and rf.find_runfile() == mine
+        data = json.loads(mine.path.read_text())
+        data["pid"] = other.pid  # a live process, but not the one that wrote the file
+        stale = runtime_dir / "recorder-reused.json"
+        stale.write_text(json.dumps(data))
+        rf.remove_runfile(mine.path)
+        assert rf.runfile_for("tcp://127.0.0.1:1") is None
+        assert rf.find_runfile() is None and not stale.exists()  # ignored and cleaned
+        assert mine.pid_start == rf.process_start(os.getpid()) is not None
+        data["pid_start"] = None  # a run file of an older version: the pid is all there is
+        stale.write_text(json.dumps(data))
+        assert rf.find_runfile() is not None
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_runtime_dir_refuses_foreign_link(tmp_path: Path) -> None:
