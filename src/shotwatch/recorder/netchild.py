@@ -64,11 +64,11 @@ def listen(want: str | None, default: str, what: str) -> tuple[socket.socket, st
 def _split(endpoint: str) -> tuple[str, int]:
     m = _ENDPOINT.match(endpoint)
     if m is None:
-        raise ValueError("another form")
+        raise ValueError("a malformed address")
     host = m["host"].strip("[]")
     port = 0 if m["port"] == "*" else int(m["port"])
     if port > 65535:
-        raise ValueError(f"port {port}")
+        raise ValueError(f"port {port} (at most 65535)")
     return ("0.0.0.0" if host == "*" else host), port
 
 
