@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..schemas import ShotwatchRuntimeError, UsageError
@@ -106,13 +107,18 @@ class NetChild:
         settings: what :func:`shotwatch.recorder.netproc.main` reads (JSON-able; includes
             the token, so it travels on stdin, never on the command line).
         fds: the listening descriptors it inherits.
-        memory_limit: resident bytes it may grow beyond its size when it became ready.
+        memory_limit: resident bytes it may grow beyond its size when it became ready, on top
+            of what ``queued`` says its queues may hold by right.
+        queued: bytes the process's queues may hold when consoles read slowly (the PUB
+            process: a few queues' worth of the largest message published so far).
     """
 
-    def __init__(self, settings: dict[str, Any], fds: tuple[int, ...], memory_limit: int) -> None:
+    def __init__(self, settings: dict[str, Any], fds: tuple[int, ...], memory_limit: int,
+                 queued: Callable[[], int] = lambda: 0) -> None:
         self.settings = settings
         self.fds = fds
         self.memory_limit = memory_limit
+        self.queued = queued
         self.proc: subprocess.Popen[bytes] | None = None
         self.baseline = 0
         self.restarts = 0
@@ -187,9 +193,10 @@ class NetChild:
             why = f"it ended (exit code {proc.returncode})"
         else:
             rss = rss_bytes(proc.pid)
-            if rss is not None and rss > self.baseline + self.memory_limit:
+            budget = self.memory_limit + self.queued()
+            if rss is not None and rss > self.baseline + budget:
                 why = (f"it grew by {(rss - self.baseline) / 2**20:.0f} MiB, more than its budget of "
-                       f"{self.memory_limit / 2**20:.0f} MiB (a peer's endless message?)")
+                       f"{budget / 2**20:.0f} MiB (a peer's endless message?)")
                 proc.kill()
         if why is None:
             return None

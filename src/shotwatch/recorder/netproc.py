@@ -33,6 +33,7 @@ import json
 import os
 import resource
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ MAX_SUBSCRIPTION_BYTES = 1 << 10  # what a SUB sends a PUB: topics of a few byte
 HANDSHAKE_MS = 5000  # a connection that has not spoken ZMTP by then is closed
 HEARTBEAT_MS, HEARTBEAT_TIMEOUT_MS = 2000, 10000  # control peers that stop answering pings go
 REPORT_EVERY = 0.2  # s between counter reports to the recorder (only when they changed)
+RECONCILE_S = 5.0  # s between checks of a connection budget against the descriptors
 DRAIN = 256  # messages handled per socket per turn, so no socket starves the others
 
 
@@ -94,8 +96,11 @@ class Budget:
         self.open: set[int] = set()
         self.monitor = sock.get_monitor_socket(self.EVENTS)
         self._count = count
+        self._checked = time.monotonic()
 
     def events(self) -> None:
+        if time.monotonic() - self._checked > RECONCILE_S:
+            self._reconcile()
         for _ in range(DRAIN):
             try:
                 event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
@@ -109,6 +114,19 @@ class Budget:
                     _shut(fd)
                     self._count("connections refused (over budget)")
             else:
+                self.open.discard(fd)
+
+
+    def _reconcile(self) -> None:
+        """Forget descriptors that are no longer sockets: libzmq drops monitor events when
+        their queue is full, and a lost 'disconnected' must not shrink the budget for good."""
+        self._checked = time.monotonic()
+        for fd in list(self.open):
+            try:
+                gone = not stat.S_ISSOCK(os.fstat(fd).st_mode)
+            except OSError:
+                gone = True
+            if gone:
                 self.open.discard(fd)
 
 
@@ -402,7 +420,8 @@ def main() -> int:
 
     raise_nofile()
     net = PubProc(settings) if settings["role"] == "pub" else CtlProc(settings)
-    _limit_memory(int(settings["memory_limit"]))
+    if isinstance(net, CtlProc):  # the PUB process's queues may rightly hold large blocks
+        _limit_memory(int(settings["memory_limit"]))
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     net.run(sys.stdin.fileno())

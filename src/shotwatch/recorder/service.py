@@ -52,7 +52,7 @@ __all__ = ["Served", "Service", "raise_nofile"]
 
 log = logging.getLogger("shotwatch.recorder.service")
 
-MEMORY_LIMIT = 160 << 20  # bytes a network process may grow before it is replaced
+MEMORY_LIMIT = 128 << 20  # bytes a network process may grow (beyond its queues) before it is replaced
 MAX_CONNECTIONS = 256  # per socket, in the network process
 POLL_MS = 50  # the service thread watches the network process this often
 
@@ -127,6 +127,7 @@ class Service(NullListener):
         self._listening: list[Any] = []
         self._private: Path | None = None
         self._children: dict[str, NetChild] = {}
+        self._largest = 0  # bytes of the largest message published so far
         self._counts: dict[str, int] = {}
         self._child_counts: dict[str, dict[str, int]] = {}  # each network process's, as it reported
         self._count_lock = threading.Lock()
@@ -192,9 +193,10 @@ class Service(NullListener):
         common = {"up": f"ipc://{self._private}/up", "max_connections": max_connections,
                   "memory_limit": memory_limit}
         self._children = {
+            # the slowest console's queue may hold sndhwm of the largest messages, and a few in flight
             "pub": NetChild({**common, "role": "pub", "sndhwm": self._sndhwm, "feed": f"ipc://{self._private}/feed",
                              "publish": {"fd": pub.fileno(), "endpoint": self.addresses["publish"]}},
-                            (pub.fileno(),), memory_limit),
+                            (pub.fileno(),), memory_limit, lambda: (self._sndhwm + 4) * self._largest),
             "ctl": NetChild({**common, "role": "ctl", "token": self.token, "request_timeout": self.request_timeout,
                              "control": {"fd": ctl.fileno(), "endpoint": self.addresses["control"]}},
                             (ctl.fileno(),), memory_limit),
@@ -292,9 +294,11 @@ class Service(NullListener):
 
     def send_frames(self, frames: list[Any]) -> None:
         """Send raw frames towards the PUB socket (tests use it to publish garbage)."""
+        size = sum(memoryview(f).nbytes for f in frames)
         with self._push_lock:
             if self._push is None:
                 return
+            self._largest = max(self._largest, size)
             try:
                 self._push.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
