@@ -278,7 +278,9 @@ class CtlProc(_Proc):
         self.request_timeout = float(settings["request_timeout"])
         self.ctl = self.listen(zmq.ROUTER, settings["control"], MAX_REQUEST_BYTES, sndhwm=1000, linger=0,
                                max_connections=int(settings["max_connections"]))
-        for option, value in ((zmq.HEARTBEAT_IVL, HEARTBEAT_MS), (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)):
+        # a reply to a peer that does not read is dropped, and counted (ROUTER_MANDATORY says so)
+        for option, value in ((zmq.HEARTBEAT_IVL, HEARTBEAT_MS), (zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS),
+                              (zmq.ROUTER_MANDATORY, 1)):
             self.ctl.setsockopt(option, value)
         self.handlers[self.ctl] = self._requests
         self.buckets = {name: Bucket(op.per_s, op.burst) for name, op in wire.OPS.items() if op.per_s}
