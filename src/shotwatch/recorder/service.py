@@ -177,7 +177,8 @@ class Service(NullListener):
         self._listening.append(pub)
         ctl, self.addresses["control"] = listen(self._want["control"], DEFAULT_CONTROL, "control")
         self._listening.append(ctl)
-        self._private = Path(tempfile.mkdtemp(prefix="shotwatch-net-"))  # 0700: this user only
+        # 0700: this user only; in /tmp where there is one, as an ipc path holds ~100 bytes at most
+        self._private = Path(tempfile.mkdtemp(prefix="shotwatch-net-", dir="/tmp" if Path("/tmp").is_dir() else None))
         self._ctx = zmq.Context()
         push = self._ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.SNDHWM, self._sndhwm)
