@@ -450,12 +450,17 @@ def test_recorder_gone_and_back(kind: str) -> None:
 
 
 def _free_addresses() -> dict[str, str]:
-    """Two ports that were free a moment ago (another process may take one: callers retry)."""
+    """Two ports that were free a moment ago (another process may take one: callers retry).
+
+    Below Linux's ephemeral range (32768-60999): while nothing listens there, a client that
+    keeps reconnecting to an ephemeral port may be given that very port as its own and connect
+    to itself, and the port is then taken.
+    """
     ctx = zmq.Context.instance()
     ports = []
     for _ in range(2):
         sock = ctx.socket(zmq.PUB)
-        ports.append(sock.bind_to_random_port("tcp://127.0.0.1"))
+        ports.append(sock.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=32000))
         sock.close(0)
     return {"publish": f"tcp://127.0.0.1:{ports[0]}", "control": f"tcp://127.0.0.1:{ports[1]}"}
 

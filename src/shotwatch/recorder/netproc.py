@@ -215,19 +215,20 @@ class _Proc:
             except zmq.Again:
                 return
             if frames[0] == b"counters?":
-                self._report(force=True)
+                self._report(asked=frames[1:2])
             else:
                 self.from_recorder(frames)
 
     def from_recorder(self, frames: list[bytes]) -> None:
         """A message of the recorder's other than a counters query."""
 
-    def _report(self, *, force: bool = False) -> None:
+    def _report(self, *, asked: list[bytes] | None = None) -> None:
+        """Counts to the recorder: when they changed (now and then), or asked (echoing the query)."""
         now = time.monotonic()
-        if not force and (self.counts == self._reported or now - self._report_at < REPORT_EVERY):
+        if asked is None and (self.counts == self._reported or now - self._report_at < REPORT_EVERY):
             return
         try:
-            self.up.send_multipart([b"counters", json.dumps(self.counts).encode()], zmq.NOBLOCK)
+            self.up.send_multipart([b"counters", json.dumps(self.counts).encode(), *(asked or [])], zmq.NOBLOCK)
         except zmq.Again:
             return
         self._reported, self._report_at = dict(self.counts), now

@@ -133,6 +133,7 @@ class Service(NullListener):
         self._count_lock = threading.Lock()
         self._fresh = threading.Event()
         self._asked: set[str] = set()  # network processes asked for their counts, not answered yet
+        self._query = 0  # number of the newest counts query
         self._want_counts = threading.Event()
         self._stale = threading.Event()  # the ROI table changed: the control process's cache is old
         self._stop = threading.Event()
@@ -336,17 +337,22 @@ class Service(NullListener):
                     self._stale.clear()
                     self._to_child(router, "ctl", [b"stale"])
                 if self._want_counts.is_set():
-                    self._want_counts.clear()
-                    self._asked = {role for role, c in self._children.items() if c.proc is not None}
-                    for role in self._asked:
-                        self._to_child(router, role, [b"counters?"])
-                    if not self._asked:
-                        self._fresh.set()
+                    self._ask_counts(router)
         except Exception:  # the recorder must outlive its control thread
             log.exception("control thread failed")
             self._count("control thread failures")
         finally:
             router.close(0)
+
+    def _ask_counts(self, router: zmq.Socket[bytes]) -> None:
+        """Ask every network process for its counts; :attr:`counters` waits for the answers."""
+        self._want_counts.clear()
+        self._query += 1
+        self._asked = {role for role, c in self._children.items() if c.proc is not None}
+        for role in self._asked:
+            self._to_child(router, role, [b"counters?", self._query.to_bytes(8, "big")])
+        if not self._asked:
+            self._fresh.set()
 
     def _watch(self) -> None:
         """Replace a network process that died or grew beyond its budget."""
@@ -369,12 +375,14 @@ class Service(NullListener):
             except zmq.Again:
                 return
             role, kind = frames[0].decode(), frames[1] if len(frames) > 1 else b""
-            if kind == b"counters" and len(frames) == 3:
+            if kind == b"counters" and len(frames) in (3, 4):
                 with self._count_lock:
                     self._child_counts[role] = {str(k): int(v) for k, v in json.loads(frames[2]).items()}
-                self._asked.discard(role)
-                if not self._asked:
-                    self._fresh.set()
+                # an answer to the newest query, not a report sent before it
+                if frames[3:] == [self._query.to_bytes(8, "big")] and role in self._asked:
+                    self._asked.discard(role)
+                    if not self._asked:
+                        self._fresh.set()
             elif kind == b"req" and len(frames) == 4:
                 reply = self._requests.handle(frames[2], frames[3])
                 if reply is not None:
