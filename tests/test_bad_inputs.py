@@ -308,10 +308,11 @@ CONFIGS: list[Any] = [
     (
         "unknown-kind",
         '[source]\nkind = "epics"\n',
-        ["source:", "'sim', 'replay', 'sacla', 'karabo'", "'epics'"],
+        ["source.kind:", "'sim', 'replay', 'sacla', 'karabo'", "'epics'"],  # issue 7, item 10
         True,
     ),
-    ("kind-number", "[source]\nkind = 3\n", ["source:", "'sim'"], True),
+    ("kind-number", "[source]\nkind = 3\n", ["source.kind:", "'sim'", "found 3"], True),
+    ("pp-mode-unknown", '[pump_probe]\nmode = "always"\n', ["pump_probe.mode:", "'tag-modulo'", "'always'"], True),
     ("missing-i0-min", '[i0]\nname = "a"\n', ["i0.min", "found none"], True),
     ("missing-i0-name", "[i0]\nmin = 1\n", ["i0.name", "found none"], True),
     ("missing-scan-edges", '[scan]\nname = "a"\n', ["scan.edges", "found none"], True),

@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 
 from shotwatch.cli import main
 from shotwatch.commands.config_cmd import schema_json
-from shotwatch.schemas import Config, ConfigError, load_config
+from shotwatch.schemas import Config, ConfigError, load_config, parse_config
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -60,6 +61,35 @@ def test_bad_config_is_one_line(tmp_path: Path, text: str, where: str, expected:
     assert "\n" not in msg
     assert msg.startswith(f"{path}: {where}"), msg
     assert expected in msg
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"source": {"kind": "epics"}}, "c.toml: source.kind: expected one of 'sim', "),
+        ({"source": {"kind": 3}}, "c.toml: source.kind: expected one of 'sim', "),
+        ({"pump_probe": {"mode": "always"}}, "c.toml: pump_probe.mode: expected one of 'tag-modulo', "),
+        ({"pump_probe": {"cycle": 2}}, "c.toml: pump_probe.mode: expected a value saying which kind, found none"),
+        ({"source": {"kind": "replay"}}, "c.toml: source.path: expected a value, found none"),
+        ({"pump_probe": {"mode": "point", "name": "p"}}, "c.toml: pump_probe.threshold: expected a value"),
+    ],
+)
+def test_source_kind_error_names_source_kind(data: dict[str, Any], line: str) -> None:
+    """Issue 7, item 10: the key of a discriminated union's tag is named, the branch never is."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, origin="c.toml")
+    assert str(err.value).startswith(line), str(err.value)
+    found = next(iter(data.values())).get("kind", next(iter(data.values())).get("mode"))
+    if line.endswith(", ") and found is not None:
+        assert str(err.value).endswith(f"found {found!r}")
+
+
+def test_every_union_branch_is_left_out_of_error_paths() -> None:
+    """The branch names pydantic puts into paths come from the schema, not from a list kept by hand."""
+    from shotwatch.schemas.loading import _BRANCHES
+
+    kinds = {m.model_fields["kind"].default for m in get_args(Config.model_fields["source"].annotation)}
+    assert kinds <= _BRANCHES and {"tag-modulo", "point"} <= _BRANCHES
 
 
 def test_check_exit_code_and_no_traceback(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -179,3 +180,29 @@ def test_client_survives_garbage_on_pub(kind: str, seed: int) -> None:
         assert feed.malformed == expected
         assert any(isinstance(m, BlockMsg) for m in got)
         assert feed.connected
+
+
+def _image_declaring(shape: list[int]) -> list[bytes]:
+    head = {"version": wire.VERSION, "type": "image", "fields": {"detector": DET, "count": 1, "image": 0},
+            "arrays": [{"dtype": "<f4", "shape": shape, "buf": 0}]}
+    return [b"image", msgpack.packb(head), b""]
+
+
+@pytest.mark.parametrize("shape", [[2**63, 0], [2**63 - 1, 0], [2**31, 2**31, 0], [0, 2**40], [2**62, 2**62, 0]])
+def test_shape_2_63_by_0_is_a_wire_error(shape: list[int]) -> None:
+    """Item 7 of issue 7: an empty array with an absurd side is malformed, not a ValueError."""
+    with pytest.raises(wire.WireError, match="arrays"):
+        wire.decode(_image_declaring(shape))
+
+
+def test_shape_2_63_by_0_is_counted_and_the_batch_kept() -> None:
+    """The console drops that one message and counts it; what came with it still arrives."""
+    notices = [[bytes(f) for f in wire.encode(NoticeMsg(float(i), f"n{i}"))] for i in range(3)]
+    with Running(make("standin"), sndhwm=10_000) as r, NetFeed() as feed:
+        collect(feed, 3.0, lambda m: any(isinstance(x, StatusMsg) for x in m))  # subscribed
+        for frames in (notices[0], _image_declaring([2**63, 0]), notices[1], _image_declaring([0, 2**40]),
+                       notices[2]):
+            r.service.send_frames(frames)
+        got = collect(feed, 3.0, lambda m: sum(isinstance(x, NoticeMsg) for x in m) == 3)
+    assert [m.text for m in got if isinstance(m, NoticeMsg)] == ["n0", "n1", "n2"]
+    assert feed.malformed == 2

@@ -8,6 +8,7 @@ or publish as fast as the wire allows, which the real one cannot be told to do).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import stat
@@ -40,7 +41,8 @@ from shotwatch.link.messages import (
 )
 from shotwatch.link.netfeed import NetFeed
 from shotwatch.link.wire import READ_ONLY_ERROR
-from shotwatch.recorder.service import Service, _bind
+from shotwatch.recorder.netchild import listen
+from shotwatch.recorder.service import Service
 from shotwatch.schemas import Config, Roi, RoiTable, UsageError, load_config
 from shotwatch.schemas.source_info import DetectorInfo, SourceInfo
 
@@ -222,6 +224,28 @@ def test_runfile_modes_and_discovery(runtime_dir: Path) -> None:
     assert a.token != b.token and len(a.token) == 32
 
 
+def test_stale_runfile_whose_pid_was_reused_is_not_alive(runtime_dir: Path) -> None:
+    """Issue 7, item 7: a recorder crashed and its pid went to another process: not alive."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mine = rf.write_runfile(control="tcp://127.0.0.1:1", publish="tcp://127.0.0.1:2", token=rf.new_token())
+        assert mine.path is not None and rf.find_runfile() == mine
+        data = json.loads(mine.path.read_text())
+        data["pid"] = other.pid  # a live process, but not the one that wrote the file
+        stale = runtime_dir / "recorder-reused.json"
+        stale.write_text(json.dumps(data))
+        rf.remove_runfile(mine.path)
+        assert rf.runfile_for("tcp://127.0.0.1:1") is None
+        assert rf.find_runfile() is None and not stale.exists()  # ignored and cleaned
+        assert mine.pid_start == rf.process_start(os.getpid()) is not None
+        data["pid_start"] = None  # a run file of an older version: the pid is all there is
+        stale.write_text(json.dumps(data))
+        assert rf.find_runfile() is not None
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_runtime_dir_refuses_foreign_link(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
@@ -240,17 +264,20 @@ def test_service_writes_and_removes_runfile(runtime_dir: Path) -> None:
 
 
 def test_default_port_taken_gives_a_free_one() -> None:
-    ctx = zmq.Context.instance()
-    holder, sock = ctx.socket(zmq.PUB), ctx.socket(zmq.PUB)
+    holder, port_address = listen("auto", "", "publish")
     try:
-        port = holder.bind_to_random_port("tcp://127.0.0.1")
-        got = _bind(sock, None, f"tcp://127.0.0.1:{port}", "publish")
-        assert got.startswith("tcp://127.0.0.1:") and got != f"tcp://127.0.0.1:{port}"
+        sock, got = listen(None, port_address, "publish")
+        sock.close()
+        assert got.startswith("tcp://127.0.0.1:") and got != port_address
         with pytest.raises(UsageError, match="publish address"):
-            _bind(ctx.socket(zmq.PUB), f"tcp://127.0.0.1:{port}", "", "publish")
+            listen(port_address, "", "publish")
+        with pytest.raises(UsageError, match="expected a free address of the form tcp://HOST:PORT, found"):
+            listen("udp://127.0.0.1:1", "", "publish")
+        sock, got = listen("tcp://localhost:*", "", "control")
+        sock.close()
+        assert got.startswith("tcp://127.0.0.1:")
     finally:
-        holder.close(0)
-        sock.close(0)
+        holder.close()
 
 
 # --- control ------------------------------------------------------------------------------
@@ -412,7 +439,7 @@ def test_recorder_gone_and_back(kind: str) -> None:
         with Running(make(kind)):
             collect(feed, 3.0, lambda m: feed.connected and any(isinstance(x, BlockMsg) for x in m))
             assert feed.connected
-        t0 = time.monotonic()
+            t0 = time.monotonic()  # the heartbeat stops here (closing the service takes a moment more)
         collect(feed, 5.0, lambda m: not feed.connected)
         assert not feed.connected and heartbeat - 0.5 < time.monotonic() - t0 < heartbeat + 1.5
         with Running(make(kind)):  # a new recorder: new ports, new run file
@@ -425,12 +452,17 @@ def test_recorder_gone_and_back(kind: str) -> None:
 
 
 def _free_addresses() -> dict[str, str]:
-    """Two ports that were free a moment ago (another process may take one: callers retry)."""
+    """Two ports that were free a moment ago (another process may take one: callers retry).
+
+    Below Linux's ephemeral range (32768-60999): while nothing listens there, a client that
+    keeps reconnecting to an ephemeral port may be given that very port as its own and connect
+    to itself, and the port is then taken.
+    """
     ctx = zmq.Context.instance()
     ports = []
     for _ in range(2):
         sock = ctx.socket(zmq.PUB)
-        ports.append(sock.bind_to_random_port("tcp://127.0.0.1"))
+        ports.append(sock.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=32000))
         sock.close(0)
     return {"publish": f"tcp://127.0.0.1:{ports[0]}", "control": f"tcp://127.0.0.1:{ports[1]}"}
 
@@ -482,3 +514,143 @@ def test_killed_recorder_process(runtime_dir: Path, tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+# --- the network processes ----------------------------------------------------------------
+
+
+def test_every_op_is_one_table_entry_and_reaches_one_control_method() -> None:
+    """wire.OPS lists every op; each one not answered locally reaches its Control method."""
+    from shotwatch.link.control import forward
+
+    examples: dict[str, dict[str, Any]] = {
+        "set_roi": {"name": "r", "detector": DET, "x": [0, 4], "y": [0, 4]}, "delete_roi": {"name": "r"},
+        "grab": {"detector": DET, "n": 2}, "mark": {"text": "m"}, "stop": {}, "pause": {"paused": True},
+        "seek": {"seconds": 1.0}, "speed": {"speed": 2.0},
+    }
+    assert set(wire.OPS) >= {"hello", "list_rois", *examples}
+    assert wire.CHANGING_OPS == {name for name, op in wire.OPS.items() if op.changes}
+    reached: list[str] = []
+
+    class Spy:
+        def __getattr__(self, method: str) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Future[Reply]:
+                reached.append(method)
+                done: Future[Reply] = Future()
+                done.set_result(Reply(True))
+                return done
+            return call
+
+    for name, op in wire.OPS.items():
+        assert op.per_s is None or (op.per_s > 0 and op.burst >= 1), name
+        if op.local:
+            assert not op.changes, name
+            continue
+        req = wire.decode_request(wire.encode_request(name, token="t", **examples[name]))
+        reached.clear()
+        assert forward(Spy(), req).result().ok  # type: ignore[arg-type]
+        assert len(reached) == 1, (name, reached)
+
+
+class Counting(StandIn):
+    """A stand-in that counts hello snapshots and never finishes a grab."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.snapshots = 0
+
+    def hello(self, *, publish: str, control: str) -> Hello:
+        self.snapshots += 1
+        return super().hello(publish=publish, control=control)
+
+    def grab(self, detector: str, n: int) -> Future[Reply]:
+        return Future()  # the frames never come
+
+
+def _pipeline(address: str, frames: list[bytes], count: int) -> list[Reply]:
+    """Send ``count`` requests without waiting, then collect every reply."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    try:
+        for i in range(count):
+            sock.send_multipart([b"", frames[i % len(frames)]])
+        replies = []
+        while len(replies) < count and sock.poll(5000):
+            replies.append(wire.decode_reply(sock.recv_multipart()[1:]))
+        return replies
+    finally:
+        sock.close(0)
+
+
+def test_flood_of_hellos_costs_the_recorder_one_snapshot_a_second() -> None:
+    """Anyone may ask hello and list_rois: their answers come from the control process's cache."""
+    recorder = Counting()
+    with Running(recorder) as r:
+        frames = [wire.encode_request("hello")[0], wire.encode_request("list_rois")[0]]
+        t0 = time.monotonic()
+        replies = _pipeline(r.service.addresses["control"], frames, 3000)
+        took = time.monotonic() - t0
+    assert len(replies) == 3000 and all(rep.ok for rep in replies)
+    # one snapshot per cached op and second (and one for each refresh after a change)
+    assert recorder.snapshots <= 2 * (took + 2), (recorder.snapshots, took)
+
+
+def test_grabs_held_by_the_recorder_are_bounded() -> None:
+    """A grab holds a frame-sized sum until its frames came: at most two at a time, even timed out."""
+    recorder = Counting()
+    with Running(recorder, request_timeout=0.3) as r, NetFeed() as feed:
+        replies = [feed.request("grab", detector=DET, n=100, timeout=2.0) for _ in range(4)]
+        assert [rep.ok for rep in replies] == [False] * 4
+        timed_out = [rep for rep in replies if "timed out" in (rep.error or "")]
+        busy = [rep for rep in replies if "recorder busy (2 grab" in (rep.error or "")]
+        assert len(timed_out) == 2 and len(busy) == 2, replies
+        limited = feed.request("grab", detector=DET, n=100)
+        assert "refused: more than 4 at once or 1 per second; try again in" in (limited.error or "")
+        time.sleep(1.2)
+        again = feed.request("grab", detector=DET, n=100)  # the rate allows one, the recorder holds two
+        assert "recorder busy (2 grab" in (again.error or ""), again
+        counters = r.service.counters
+    assert counters["rate-limited requests"] == 1 and counters["busy replies"] == 3
+    assert counters["request timeouts"] == 2
+
+
+def test_roi_versions_per_recording_are_bounded() -> None:
+    from shotwatch.recorder.control import MAX_ROI_VERSIONS
+
+    recorder = StandIn()
+    for i in range(MAX_ROI_VERSIONS - 1):
+        recorder.rois.set(Roi(name="roi", detector=DET, x=(0, 2 + i % 5), y=(0, 8)), shot=i + 1, tag=i + 1)
+    assert len(recorder.rois.all()) == MAX_ROI_VERSIONS
+    with Running(recorder) as r:
+        token = r.service.token
+        reply = _pipeline(r.service.addresses["control"], [wire.encode_request(
+            "set_roi", token=token, name="roi", detector=DET, x=[0, 9], y=[0, 8])[0]], 1)[0]
+        assert not reply.ok and reply.error == (f"ROI 'roi': expected at most {MAX_ROI_VERSIONS} ROI versions in one "
+                                                f"recording, found {MAX_ROI_VERSIONS}; start a new recording")
+        active = next(v.roi for v in recorder.rois.all() if v.name == "roi" and v.end_shot is None)
+        same = _pipeline(r.service.addresses["control"], [wire.encode_request(
+            "set_roi", token=token, **active.model_dump(mode="json"))[0]], 1)[0]
+        assert same.ok  # setting what is there is no new version
+
+
+@pytest.mark.parametrize("role", ["pub", "ctl"])
+def test_network_process_replaced_when_it_dies(role: str) -> None:
+    """Killed (as the watchdog kills one that grew too big): replaced, same addresses, data flow again."""
+    with Running(StandIn()) as r, NetFeed(heartbeat_timeout=1.0) as feed:
+        assert feed.hello(timeout=5) is not None
+        collect(feed, 3.0, lambda m: any(isinstance(x, BlockMsg) for x in m))
+        child = r.service._children[role]
+        assert child.proc is not None
+        old = child.proc.pid
+        os.kill(old, 9)
+        t0 = time.monotonic()
+        while (child.proc is None or child.proc.pid == old) and time.monotonic() - t0 < 20:
+            time.sleep(0.05)
+        assert child.proc is not None and child.proc.pid != old
+        got = collect(feed, 10.0, lambda m: sum(isinstance(x, BlockMsg) for x in m) >= 3)
+        assert sum(isinstance(m, BlockMsg) for m in got) >= 3
+        assert feed.request("mark", text="still here", timeout=5.0).ok
+        assert r.service.counters["network process restarts"] == 1
+        assert r.thread.is_alive()

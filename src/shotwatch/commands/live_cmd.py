@@ -56,13 +56,15 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     recorder = Recorder(config, out=args.out)
     setup_logging(None, to_stderr=False)  # the console owns the terminal: the log only
-    recorder.open()  # configuration errors surface here, before the screen is taken
-    if recorder.sink is not None and recorder.sink.first_path is not None:
-        setup_logging(log_path_for(recorder.sink.first_path), to_stderr=False)
     thread = threading.Thread(target=_acquire, args=(recorder,), name="shotwatch-acquire", daemon=True)
     # Other consoles attach over the network (free ports, the run file); this one watches in
-    # process: no encoding, no loopback copy, and the recorder's hello is there at once.
+    # process: no encoding, no loopback copy, and the recorder's hello is there at once. The
+    # network processes start before the source opens: a paced source's beam runs from its
+    # open, and the service's start-up (about a second under load) must not be spent then.
     with Service(recorder, publish="auto", control="auto"):
+        recorder.open()  # configuration errors surface here, before the screen is taken
+        if recorder.sink is not None and recorder.sink.first_path is not None:
+            setup_logging(log_path_for(recorder.sink.first_path), to_stderr=False)
         feed = LocalFeed(recorder)  # listening before the first block
         thread.start()
         try:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -18,18 +21,72 @@ from ._argtypes import positive
 
 __all__ = ["register", "setup_logging"]
 
+log = logging.getLogger("shotwatch.recorder")
+
+
+class _LogFile(logging.StreamHandler):  # type: ignore[type-arg]
+    """Appends to a file it opened itself (see :func:`_open_log`), and closes it."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
+def _open_log(path: Path) -> _LogFile:
+    """The log beside a recording, appended to: only ever a regular file of that name.
+
+    Anyone who can write to the recording's directory could plant a symbolic link (to a
+    file of ours we would then append to) or a FIFO (that would hang us) in its place.
+
+    Raises:
+        UsageError: ``path`` is a link, not a regular file, or cannot be opened.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise UsageError(f"{path}: expected a regular file or nothing for the recording's log, "
+                         f"found {_what_is(path, exc)}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path}: expected a regular file or nothing for the recording's log, "
+                         f"found {_what_is(path, None)}")
+    os.set_blocking(fd, True)
+    return _LogFile(os.fdopen(fd, "a", encoding="utf-8"))
+
+
+def _what_is(path: Path, exc: OSError | None) -> str:
+    """What is at ``path`` (not following a link), for an error message."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if exc is not None:
+        return exc.strerror or str(exc)
+    return "a directory" if stat.S_ISDIR(mode) else "a device or socket"
+
 
 def setup_logging(log_path: Path | None, *, to_stderr: bool) -> None:
-    """Notices to the log beside the recording and (unless under `run`) to stderr."""
+    """Notices to the log beside the recording and (unless under `run`) to stderr.
+
+    Raises:
+        UsageError: the log path is a link or not a regular file (nothing is set up then).
+    """
+    fh = _open_log(log_path) if log_path is not None else None
     root = logging.getLogger("shotwatch")
     root.setLevel(logging.INFO)
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_path, encoding="utf-8")
+    if fh is not None:
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(fh)
     if to_stderr:
@@ -59,53 +116,101 @@ class _LogBeside(NullListener):
     def on_recording(self, path: Path) -> None:
         from ..recorder.paths import log_path_for
 
-        setup_logging(log_path_for(path), to_stderr=True)
+        try:
+            setup_logging(log_path_for(path), to_stderr=True)
+        except UsageError as exc:  # recording goes on; notices still reach stderr
+            setup_logging(None, to_stderr=True)
+            log.warning("log not written: %s", exc)
 
 
-def _serve(recorder: Any, args: argparse.Namespace) -> Any:
-    """Start the PUB/REP service if the networking module is present."""
+class _Stopper:
+    """SIGINT, SIGTERM and SIGHUP stop the recorder cleanly; a second Ctrl-C exits at once.
+
+    SIGHUP is an SSH session dropped without tmux: the terminal is gone, so stdout and stderr
+    are pointed at /dev/null (the log keeps everything) and the recording closes as usual.
+    A second Ctrl-C, while the clean stop is still under way (a hung disk, a result file
+    nobody reads), exits without waiting: the recording keeps its last commit.
+    """
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.asked = False
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, self)
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            _leave_terminal()
+        if self.asked and signum == signal.SIGINT:
+            self._exit_now()
+        self.asked = True
+        name = signal.Signals(signum).name
+        log.info("%s: stopping cleanly%s", name, " (Ctrl-C again exits at once)" if signum == signal.SIGINT else "")
+        self.recorder.stop()
+
+    def _exit_now(self) -> None:
+        sink = self.recorder.sink
+        if sink is None or sink.path is None:
+            what = "nothing was recorded"
+        elif not sink.recording:
+            what = f"{sink.path} is closed ({sink.committed} shots)"
+        else:
+            what = f"{sink.path} keeps its last commit ({sink.committed} shots); `shotwatch repair` closes it"
+        with contextlib.suppress(OSError):
+            os.write(2, f"shotwatch: interrupted again: exiting at once; {what}\n".encode())
+        log.warning("interrupted again: exiting at once; %s", what)
+        os._exit(130)
+
+
+def _leave_terminal() -> None:
+    """The terminal hung up: writes to it would fail (EIO), so they go nowhere instead.
+
+    A hung-up terminal no longer answers ``isatty``; any character device is taken for it
+    (stdout or stderr redirected to a file or a pipe stays as it is).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        from ..recorder.service import Service
-    except ImportError:  # pragma: no cover - service lands separately
-        return None
-    return Service(recorder, publish=args.publish, control=args.control)
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
+                    os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _record(args: argparse.Namespace) -> int:
     from ..recorder.acquire import Recorder
     from ..recorder.paths import log_path_for
+    from ..recorder.service import Service, raise_nofile
 
+    raise_nofile()  # before the writer or any socket takes a descriptor
     config = load_config(args.config)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
     recorder = Recorder(config, out=args.out, append=args.append, summary=args.summary_json is not None)
+    _Stopper(recorder).install()  # a stop asked while the source opens is kept
     setup_logging(None, to_stderr=True)
-    try:
-        recorder.open()
-    except SourceError as exc:
-        raise SourceError(f"{args.config}: {exc}" if args.config else str(exc)) from None
-    assert recorder.sink is not None and recorder.sink.first_path is not None
-    setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
-    recorder.add_listener(_LogBeside())
-    if sys.stderr.isatty():
-        recorder.add_listener(_Progress(args.shots))
-
-    def stop(signum: int, frame: object) -> None:
-        recorder.stop()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-    service = _serve(recorder, args)
-    try:
-        if service is not None:
-            with service:
-                recorder.run(shots=args.shots, seconds=args.seconds)
-        else:
-            recorder.run(shots=args.shots, seconds=args.seconds)
-    finally:
+    # The service (its network processes take a moment to start) before the source: once
+    # open, a source's beam runs, and shots not read in time are lost. Until the source is
+    # open, consoles are told "starting".
+    with Service(recorder, publish=args.publish, control=args.control):
+        try:
+            recorder.open()
+        except SourceError as exc:
+            raise SourceError(f"{args.config}: {exc}" if args.config else str(exc)) from None
+        assert recorder.sink is not None and recorder.sink.first_path is not None
+        setup_logging(log_path_for(recorder.sink.first_path), to_stderr=True)
+        recorder.add_listener(_LogBeside())
         if sys.stderr.isatty():
-            sys.stderr.write("\n")
+            recorder.add_listener(_Progress(args.shots))
+        try:
+            recorder.run(shots=args.shots, seconds=args.seconds)
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(recorder.summary(), indent=1, allow_nan=False) + "\n")
     status = recorder.status()

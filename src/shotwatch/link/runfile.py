@@ -4,7 +4,10 @@ A running recorder writes one JSON file (control and publish addresses, pid, rec
 a random control token, start time) into a directory only its user can enter:
 ``$XDG_RUNTIME_DIR/shotwatch/`` or else ``/tmp/shotwatch-<uid>/`` (mode 0700, file 0600,
 written atomically). ``console`` without an address takes the newest file whose recorder is
-still alive; files left behind by a killed recorder are ignored and removed.
+still alive; files left behind by a killed recorder are ignored and removed. "Alive" means
+a process with that pid exists *and* started when the recorder did (``pid_start``, the
+kernel's start time of the process): a pid reused by another process after a crash does not
+make a stale file look alive.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any
 
 from ..schemas import ShotwatchRuntimeError
 
-__all__ = ["RunFile", "find_runfile", "new_token", "read_runfile", "remove_runfile", "runtime_dir",
-           "write_runfile"]
+__all__ = ["RunFile", "find_runfile", "new_token", "pid_alive", "process_start", "read_runfile", "remove_runfile",
+           "runtime_dir", "write_runfile"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class RunFile:
     started: float
     recording: str | None = None
     path: Path | None = None
+    pid_start: int | None = None
+    """When process ``pid`` started (clock ticks since boot, /proc); None where unknown."""
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -78,7 +83,7 @@ def write_runfile(*, control: str, publish: str, token: str, recording: str | No
     if path is None:
         path = runtime_dir(directory) / f"recorder-{os.getpid()}-{secrets.token_hex(4)}.json"
     info = RunFile(control, publish, os.getpid(), token, time.time() if started is None else started,
-                   recording, path)
+                   recording, path, process_start(os.getpid()))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -110,6 +115,7 @@ def read_runfile(path: str | os.PathLike[str]) -> RunFile:
             control=str(data["control"]), publish=str(data["publish"]), pid=int(data["pid"]),
             token=str(data["token"]), started=float(data["started"]),
             recording=None if data.get("recording") is None else str(data["recording"]), path=path,
+            pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: expected control, publish, pid, token, started; found {exc!r}") from None
@@ -123,8 +129,19 @@ def remove_runfile(path: str | os.PathLike[str] | None) -> None:
             Path(path).unlink()
 
 
-def pid_alive(pid: int) -> bool:
-    """True if a process ``pid`` exists (ours or not)."""
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot; None if unknown (not Linux, gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat_line = fh.read()
+        # the command name (field 2) may hold spaces and parentheses: count from its end
+        return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """True if a process ``pid`` exists (ours or not) and, given ``start``, started then."""
     if pid <= 0:
         return False
     try:
@@ -132,8 +149,15 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    if start is None:
+        return True  # a run file of an older version, or no /proc: the pid is all we know
+    now = process_start(pid)
+    return now is None or now == start
+
+
+def _alive(info: RunFile) -> bool:
+    return pid_alive(info.pid, info.pid_start)
 
 
 def find_runfile(directory: str | os.PathLike[str] | None = None) -> RunFile | None:
@@ -148,7 +172,7 @@ def find_runfile(directory: str | os.PathLike[str] | None = None) -> RunFile | N
             info = read_runfile(path)
         except (OSError, ValueError):
             continue  # half-written by someone else, or not ours to judge
-        if pid_alive(info.pid):
+        if _alive(info):
             found.append(info)
         else:
             remove_runfile(path)  # left behind by a killed recorder
@@ -166,6 +190,6 @@ def runfile_for(control: str, directory: str | os.PathLike[str] | None = None) -
             info = read_runfile(path)
         except (OSError, ValueError):
             continue
-        if info.control == control and pid_alive(info.pid):
+        if info.control == control and _alive(info):
             return info
     return None

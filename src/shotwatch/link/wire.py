@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import msgpack
 import numpy as np
@@ -29,15 +29,13 @@ from ..schemas import ROI_NAME, Cutout, Roi, RoiVersion, ShotBlock, split_roi_ke
 from .messages import BlockMsg, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, Status, StatusMsg
 
 __all__ = [
-    "CHANGING_OPS", "DEFAULT_CONTROL", "DeleteArgs", "GrabArgs", "MarkArgs", "PauseArgs", "SeekArgs", "SpeedArgs", "DEFAULT_PUBLISH", "OPS", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode", "decode_reply",
-    "decode_request", "encode", "encode_reply", "encode_request",
+    "CHANGING_OPS", "DEFAULT_CONTROL", "DEFAULT_PUBLISH", "DeleteArgs", "GrabArgs", "MarkArgs", "NoArgs", "OPS", "PauseArgs", "SeekArgs", "SpeedArgs",
+    "Op", "READ_ONLY_ERROR", "STARTING_ERROR", "TOPICS", "VERSION", "Request", "WireError", "decode",
+    "decode_reply", "decode_request", "encode", "encode_reply", "encode_request",
 ]
 
 VERSION = 1
 TOPICS = ("block", "status", "notice", "rois", "image", "reset")
-OPS = ("hello", "list_rois", "set_roi", "delete_roi", "grab", "mark", "stop", "pause", "seek", "speed")
-CHANGING_OPS = frozenset({"set_roi", "delete_roi", "grab", "mark", "stop", "pause", "seek", "speed"})
-"""Requests that need the control token."""
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5561"
 READ_ONLY_ERROR = "read-only: this request needs the control token from the run file"
@@ -48,12 +46,14 @@ STARTING_ERROR = "starting: the recorder is still opening its source; try again"
 MAX_HEADER_BYTES = 1 << 20
 MAX_ARRAYS = 4096
 MAX_ARRAY_BYTES = 1 << 30
+MAX_DIM = 1 << 31
 MAX_SHOTS = 1 << 20
 MAX_NAME = 256
 MAX_TEXT = 10_000
 _DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8"})
 
 Buffer = bytes | bytearray | memoryview
+_T = TypeVar("_T")
 
 
 class WireError(ValueError):
@@ -78,7 +78,7 @@ Index = Annotated[int, Field(ge=0, lt=MAX_ARRAYS)]
 
 class _ArrayDesc(_Strict):
     dtype: str
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=3)]
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_DIM)]], Field(min_length=1, max_length=3)]
     buf: Index
 
 
@@ -143,8 +143,8 @@ class _ImageFields(_Strict):
 # --- control requests ----------------------------------------------------------------------
 
 
-class _NoArgs(_Strict):
-    pass
+class NoArgs(_Strict):
+    """The arguments of an op that takes none."""
 
 
 class DeleteArgs(_Strict):
@@ -179,11 +179,52 @@ class SpeedArgs(_Strict):
     speed: Annotated[float, Field(ge=0, le=10_000)]
 
 
-_ARGS: dict[str, type[BaseModel]] = {
-    "hello": _NoArgs, "list_rois": _NoArgs, "stop": _NoArgs, "set_roi": Roi,
-    "delete_roi": DeleteArgs, "grab": GrabArgs, "mark": MarkArgs,
-    "pause": PauseArgs, "seek": SeekArgs, "speed": SpeedArgs,
+@dataclass(frozen=True)
+class Op:
+    """One control operation: its arguments, who may ask, and what it may cost the recorder.
+
+    Adding an op is one entry in :data:`OPS`, one method on the recorder's
+    :class:`~shotwatch.link.protocols.Control` protocol returning a ``Future[Reply]``, and
+    one branch in :func:`~shotwatch.link.control.forward` (typed: mypy checks the call).
+
+    Attributes:
+        args: the pydantic model the arguments must validate against.
+        changes: needs the control token (anything that changes the recording or its state).
+        per_s: sustained requests per second the network process lets through (a token
+            bucket, after the token check, so a peer without the token cannot use it up);
+            None = unlimited.
+        burst: requests let through at once before ``per_s`` applies.
+        in_flight: requests of this op the recorder may hold unfinished at once (a grab
+            holds a frame-sized sum until its frames arrived).
+        local: answered by the service from the recorder's hello snapshot (no Served method).
+    """
+
+    args: type[BaseModel]
+    changes: bool = True
+    per_s: float | None = None
+    burst: int = 1
+    in_flight: int = 16
+    local: bool = False
+
+
+OPS: dict[str, Op] = {
+    "hello": Op(NoArgs, changes=False, local=True),
+    "list_rois": Op(NoArgs, changes=False, local=True),
+    # an operator nudging an ROI with a held arrow key sends a burst; thousands are a flood
+    "set_roi": Op(Roi, per_s=5.0, burst=60),
+    "delete_roi": Op(DeleteArgs, per_s=5.0, burst=60),
+    "grab": Op(GrabArgs, per_s=1.0, burst=4, in_flight=2),
+    # each mark rewrites the recording's root attributes
+    "mark": Op(MarkArgs, per_s=0.5, burst=30),
+    "stop": Op(NoArgs),
+    # a replaying recorder's pace: cheap, but a seek restarts every console's averages
+    "pause": Op(PauseArgs, per_s=5.0, burst=20),
+    "seek": Op(SeekArgs, per_s=5.0, burst=20),
+    "speed": Op(SpeedArgs, per_s=5.0, burst=20),
 }
+"""Every control operation (the order is the one error messages list)."""
+CHANGING_OPS = frozenset(name for name, op in OPS.items() if op.changes)
+"""Requests that need the control token."""
 
 
 class _RequestHeader(_Strict):
@@ -290,15 +331,33 @@ def _arrays(descs: list[_ArrayDesc], bufs: Sequence[memoryview]) -> list[npt.NDA
             raise WireError(f"arrays[{i}].dtype: expected one of {sorted(_DTYPES)}, found {d.dtype!r}")
         dtype = np.dtype(d.dtype)
         nbytes = math.prod(d.shape) * dtype.itemsize
+        # an empty array may still declare absurd sides ([2**63, 0]): numpy refuses those
+        spread = math.prod(n for n in d.shape if n) * dtype.itemsize
         buf = bufs[d.buf]
-        if nbytes > MAX_ARRAY_BYTES or nbytes != len(buf):
+        if spread > MAX_ARRAY_BYTES or nbytes != len(buf):
             raise WireError(f"arrays[{i}]: expected {d.shape} x {dtype.itemsize} = {nbytes} bytes "
-                            f"(at most {MAX_ARRAY_BYTES}), found {len(buf)}")
+                            f"(sides at most {MAX_ARRAY_BYTES} bytes), found {len(buf)}")
         if dtype == np.bool_ and nbytes and int(np.frombuffer(buf, np.uint8).max()) > 1:
             raise WireError(f"arrays[{i}]: expected bools as bytes 0/1, found other values")
         a = np.frombuffer(buf, dtype).reshape(d.shape) if nbytes else np.zeros(d.shape, dtype)
         out.append(a)
     return out
+
+
+def _only_wire_errors(what: str, decode: Callable[[], _T]) -> _T:
+    """Run a decoder so that nothing but :class:`WireError` escapes it.
+
+    The checks above are meant to catch everything; this is the guarantee that a case they
+    missed (numpy or pydantic refusing something in its own words) is still counted and
+    dropped by the receiver, not raised through it.
+    """
+    try:
+        return decode()
+    except WireError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError, RecursionError) as exc:
+        raise WireError(f"{what}: expected a well-formed message, found one that fails to decode "
+                        f"({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 # --- encode ------------------------------------------------------------------------------
@@ -352,8 +411,12 @@ def decode(frames: Sequence[Buffer | _HasBuffer]) -> Message:
     """The message in ``[topic, header, *buffers]`` (arrays are read-only views of the frames).
 
     Raises:
-        WireError: anything malformed, truncated, oversized or inconsistent.
+        WireError: anything malformed, truncated, oversized or inconsistent (nothing else).
     """
+    return _only_wire_errors("message", lambda: _decode(frames))
+
+
+def _decode(frames: Sequence[Buffer | _HasBuffer]) -> Message:
     if len(frames) < 2 or len(frames) > MAX_ARRAYS + 2:
         raise WireError(f"message: expected 2 to {MAX_ARRAYS + 2} frames, found {len(frames)}")
     views = [_as_view(f) for f in frames]
@@ -480,14 +543,18 @@ def decode_request(frames: Sequence[Buffer | _HasBuffer]) -> Request:
     Raises:
         WireError: not one frame, not msgpack, unknown op, or arguments the op does not take.
     """
+    return _only_wire_errors("request", lambda: _decode_request(frames))
+
+
+def _decode_request(frames: Sequence[Buffer | _HasBuffer]) -> Request:
     if len(frames) != 1:
         raise WireError(f"request: expected 1 frame, found {len(frames)}")
     head: _RequestHeader = _validate(_RequestHeader, _unpack(_as_view(frames[0]), "request"), "request")
     if head.version != VERSION:
         raise WireError(f"request.version: expected {VERSION}, found {head.version}")
-    if head.op not in _ARGS:
+    if head.op not in OPS:
         raise WireError(f"request.op: expected one of {', '.join(OPS)}, found {head.op[:40]!r}")
-    args = _validate(_ARGS[head.op], head.args, f"{head.op}")
+    args = _validate(OPS[head.op].args, head.args, f"{head.op}")
     return Request(head.op, args, head.token, head.timeout)
 
 
@@ -504,6 +571,10 @@ def decode_reply(frames: Sequence[Buffer | _HasBuffer]) -> Reply:
     Raises:
         WireError: not one frame, not msgpack, or not a reply.
     """
+    return _only_wire_errors("reply", lambda: _decode_reply(frames))
+
+
+def _decode_reply(frames: Sequence[Buffer | _HasBuffer]) -> Reply:
     if len(frames) != 1:
         raise WireError(f"reply: expected 1 frame, found {len(frames)}")
     head: _ReplyHeader = _validate(_ReplyHeader, _unpack(_as_view(frames[0]), "reply"), "reply")

@@ -1,63 +1,72 @@
 """The recorder's network face: PUB for blocks and status, a control socket for requests.
 
-``Service(recorder)`` is a context manager. On entry it binds a PUB socket (default
-``tcp://127.0.0.1:5560``) and a control socket (default ``:5561``; a taken default port
-becomes a free one, ``"auto"`` always picks a free one), writes the run file and starts the
-control thread; it registers itself as a listener of the recorder, so blocks, status,
-notices, ROI changes and images are published from the recorder's acquire thread.
+``Service(recorder)`` is a context manager. On entry it binds the PUB address (default
+``tcp://127.0.0.1:5560``) and the control address (default ``:5561``; a taken default port
+becomes a free one, ``"auto"`` always picks a free one), starts the network processes that
+serve them, writes the run file, and registers itself as a listener of the recorder, so
+blocks, status, notices, ROI changes and images are published from the recorder's acquire
+thread.
 
-The control socket is a ROUTER: it speaks to REQ clients exactly like a REP socket, but may
-keep several requests waiting on the recorder's futures at once (a ``grab`` of many frames
-does not make another console's ``hello`` wait). Requests that change anything need the
-token from the run file; malformed requests get an error reply and are counted in
-:attr:`Service.counters`, which the recorder adds to its status.
+No peer talks to the recorder's process (DESIGN.md, "What an untrusted peer cannot do"):
+each socket a peer can reach lives in a network process of its own (:mod:`.netproc`), which
+this module starts with the listening descriptor, watches (it is replaced when it dies or
+grows beyond ``memory_limit``) and talks to over private sockets in a directory only this
+user can enter. Published messages go out on a PUSH that never blocks (a slow or restarting
+network process loses messages, counted; the recorder never waits). Requests that passed the
+control process's checks (validation, token, rate) come in on a ROUTER; the service thread
+hands them to the recorder (:class:`Served`, through :class:`~.control.Requests`) and answers
+when the recorder's future is done or its deadline passed. Counted faults of all three
+processes reach the status through :attr:`Service.counters`.
 """
 
 from __future__ import annotations
 
-import hmac
+import contextlib
+import json
 import logging
+import resource
+import shutil
+import tempfile
 import threading
-import time
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import zmq
 
 from ..link import wire
-from ..link.control import forward
 from ..link.messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
 from ..link.protocols import Control, NullListener
 from ..link.runfile import RunFile, new_token, remove_runfile, write_runfile
-from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH, READ_ONLY_ERROR, STARTING_ERROR
-from ..schemas import UsageError
+from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH
+from .control import Requests
+from .netchild import NetChild, listen
+from .netproc import BYE
 
-__all__ = ["Service"]
+__all__ = ["Served", "Service", "raise_nofile"]
 
 log = logging.getLogger("shotwatch.recorder.service")
 
-MAX_PENDING = 64  # requests waiting on the recorder at once; beyond that, "busy"
-MAX_REQUEST_BYTES = 1 << 16  # a request is a few hundred bytes; zmq drops larger peers
-POLL_MS = 100  # the control thread notices close() within this
+MEMORY_LIMIT = 128 << 20  # bytes a network process may grow (beyond its queues) before it is replaced
+MAX_CONNECTIONS = 256  # per socket, in the network process
+POLL_MS = 50  # the service thread watches the network process this often
 
 
 Served = Control
 """What the service needs of a recorder: the link's :class:`~shotwatch.link.protocols.Control`."""
 
 
-@dataclass
-class _Pending:
-    envelope: list[bytes]
-    op: str
-    future: Future[Reply]
-    deadline: float
-    timeout: float
+def raise_nofile() -> None:
+    """Raise this process's descriptor limit to its hard limit (a busy writer opens many)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 class Service(NullListener):
-    """Publishes a Recorder's output and serves its control requests.
+    """Publishes a Recorder's output and serves its control requests, from its own process.
 
     Args:
         recorder: the :class:`~shotwatch.recorder.acquire.Recorder`, or anything else that is
@@ -67,32 +76,49 @@ class Service(NullListener):
         control: control address, same rules.
         runfile: write the run file (``False`` in tests or an embedded recorder).
         request_timeout: longest a request waits for the recorder before an error reply.
-        sndhwm: messages queued per slow console before the PUB drops (never blocks).
+        sndhwm: messages queued per slow console before the PUB drops (never blocks); also
+            the queue to the network process.
         runtime_dir: run-file directory (default: the user's runtime directory).
+        memory_limit: bytes the network process may grow before it is replaced.
+        max_connections: connections per socket the network process accepts at once.
     """
 
     wants_blocks = True
 
     def __init__(self, recorder: Served, *, publish: str | None = None, control: str | None = None,
                  runfile: bool = True, request_timeout: float = 10.0, sndhwm: int = 16,
-                 runtime_dir: str | None = None) -> None:
+                 runtime_dir: str | None = None, memory_limit: int = MEMORY_LIMIT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.recorder = recorder
         self.token = new_token()
         self.request_timeout = request_timeout
         self.runfile: RunFile | None = None
+        self.addresses: dict[str, str] = {}
         self._want = {"publish": publish, "control": control}
         self._write_runfile = runfile
         self._runtime_dir = runtime_dir
         self._sndhwm = sndhwm
+        self._limits = (memory_limit, max_connections)
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._pub: zmq.Socket[bytes] | None = None
-        self._pub_lock = threading.Lock()  # the PUB socket moves between threads only under it
+        self._push: zmq.Socket[bytes] | None = None
+        self._push_lock = threading.Lock()  # the acquire thread publishes; close() ends it
+        self._router: zmq.Socket[bytes] | None = None
+        self._listening: list[Any] = []
+        self._private: Path | None = None
+        self._children: dict[str, NetChild] = {}
+        self._largest = 0  # bytes of the largest message published so far
         self._counts: dict[str, int] = {}
+        self._child_counts: dict[str, dict[str, int]] = {}  # each network process's, as it reported
         self._count_lock = threading.Lock()
+        self._fresh = threading.Event()
+        self._asked: set[str] = set()  # network processes asked for their counts, not answered yet
+        self._query = 0  # number of the newest counts query
+        self._want_counts = threading.Event()
+        self._stale = threading.Event()  # the ROI table changed: the control process's cache is old
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending: list[_Pending] = []
-        self.addresses: dict[str, str] = {}
+        self._requests = Requests(recorder, token=self.token, request_timeout=request_timeout, hello=self.hello,
+                                  count=self._count)
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -105,50 +131,91 @@ class Service(NullListener):
         self.close()
 
     def start(self) -> None:
-        """Bind both sockets, write the run file, start serving and publishing.
+        """Bind both addresses, start the network process, write the run file, serve.
 
         Raises:
             UsageError: an explicitly given address cannot be bound.
+            ShotwatchRuntimeError: the network process did not start.
         """
-        self._ctx = zmq.Context()
-        pub = self._ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.SNDHWM, self._sndhwm)
-        pub.setsockopt(zmq.LINGER, 500)  # let the last notice ("stopped") reach the consoles
-        ctl = self._ctx.socket(zmq.ROUTER)
-        ctl.setsockopt(zmq.LINGER, 0)
-        ctl.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        raise_nofile()
         try:
-            self.addresses = {"publish": _bind(pub, self._want["publish"], DEFAULT_PUBLISH, "publish"),
-                              "control": _bind(ctl, self._want["control"], DEFAULT_CONTROL, "control")}
+            self._start()
         except BaseException:
-            pub.close(0)
-            ctl.close(0)
-            self._ctx.term()
+            self._teardown()
             raise
-        self._pub = pub
         if self._write_runfile:
             self.runfile = write_runfile(control=self.addresses["control"], publish=self.addresses["publish"],
                                          token=self.token, directory=self._runtime_dir)
-        self._thread = threading.Thread(target=self._serve, args=(ctl,), name="shotwatch-control", daemon=True)
-        self._thread.start()  # the ROUTER socket belongs to that thread from here on
+        self._thread = threading.Thread(target=self._serve, args=(self._router,), name="shotwatch-control",
+                                        daemon=True)
+        self._thread.start()  # the ROUTER socket and the network process belong to that thread now
         self.recorder.add_listener(self)
         self.recorder.add_counters(self.counters_snapshot)
 
+    def _start(self) -> None:
+        pub, self.addresses["publish"] = listen(self._want["publish"], DEFAULT_PUBLISH, "publish")
+        self._listening.append(pub)
+        ctl, self.addresses["control"] = listen(self._want["control"], DEFAULT_CONTROL, "control")
+        self._listening.append(ctl)
+        # 0700: this user only; in /tmp where there is one, as an ipc path holds ~100 bytes at most
+        self._private = Path(tempfile.mkdtemp(prefix="shotwatch-net-", dir="/tmp" if Path("/tmp").is_dir() else None))
+        self._ctx = zmq.Context()
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, self._sndhwm)
+        push.setsockopt(zmq.LINGER, 1000)  # the last messages and BYE reach the network process
+        push.bind(f"ipc://{self._private}/feed")
+        self._push = push
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted network process takes the name over
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind(f"ipc://{self._private}/up")
+        self._router = router
+        memory_limit, max_connections = self._limits
+        common = {"up": f"ipc://{self._private}/up", "max_connections": max_connections,
+                  "memory_limit": memory_limit}
+        self._children = {
+            # the slowest console's queue may hold sndhwm of the largest messages, and a few in flight
+            "pub": NetChild({**common, "role": "pub", "sndhwm": self._sndhwm, "feed": f"ipc://{self._private}/feed",
+                             "publish": {"fd": pub.fileno(), "endpoint": self.addresses["publish"]}},
+                            (pub.fileno(),), memory_limit, lambda: (self._sndhwm + 4) * self._largest),
+            "ctl": NetChild({**common, "role": "ctl", "token": self.token, "request_timeout": self.request_timeout,
+                             "control": {"fd": ctl.fileno(), "endpoint": self.addresses["control"]}},
+                            (ctl.fileno(),), memory_limit),
+        }
+        for child in self._children.values():
+            child.spawn()  # both import at once: half the wait
+        for child in self._children.values():
+            child.wait_ready()
+
     def close(self) -> None:
-        """Stop serving, close the sockets and remove the run file; idempotent."""
+        """Stop serving, end the network process, remove the run file; idempotent."""
         self.recorder.remove_listener(self)
         self.recorder.remove_counters(self.counters_snapshot)
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        with self._pub_lock:
-            if self._pub is not None:
-                self._pub.close()
-                self._pub = None
+        self._teardown()
+
+    def _teardown(self) -> None:
+        with self._push_lock:
+            push, self._push = self._push, None
+            if push is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    push.send(BYE, zmq.NOBLOCK)  # after the last notice ("stopped"): deliver, then exit
+                push.close()
+        for role, child in self._children.items():
+            child.stop(wait=2.0 if role == "pub" else 0.0)  # the PUB process leaves after BYE
+        self._children = {}
         if self._ctx is not None:
-            self._ctx.term()
+            self._ctx.destroy(0)  # the ROUTER, if the service thread never ran
             self._ctx = None
+        for sock in self._listening:
+            sock.close()
+        self._listening = []
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
         if self.runfile is not None:
             remove_runfile(self.runfile.path)
             self.runfile = None
@@ -160,13 +227,21 @@ class Service(NullListener):
             self._counts[what] = self._counts.get(what, 0) + n
 
     def counters_snapshot(self) -> dict[str, int]:
-        """Counted faults so far (only those that happened), for ``Status.counters``."""
+        """Counted faults so far of both processes (only those that happened), for the status."""
         with self._count_lock:
-            return dict(self._counts)
+            out = dict(self._counts)
+            for counts in self._child_counts.values():
+                for what, n in counts.items():
+                    out[what] = out.get(what, 0) + n
+        return out
 
     @property
     def counters(self) -> dict[str, int]:
-        """Same as :meth:`counters_snapshot`."""
+        """Like :meth:`counters_snapshot`, after asking the network process for its newest counts."""
+        if self._thread is not None and self._thread.is_alive():
+            self._fresh.clear()
+            self._want_counts.set()
+            self._fresh.wait(2.0)
         return self.counters_snapshot()
 
     # --- publishing (recorder's acquire thread) -----------------------------------------
@@ -182,6 +257,7 @@ class Service(NullListener):
         self.publish(msg)
 
     def on_rois(self, msg: RoisMsg) -> None:
+        self._stale.set()
         self.publish(msg)
 
     def on_image(self, msg: ImageMsg) -> None:
@@ -201,16 +277,16 @@ class Service(NullListener):
         self.send_frames(frames)
 
     def send_frames(self, frames: list[Any]) -> None:
-        """Send raw frames on the PUB socket (tests use it to publish garbage)."""
-        with self._pub_lock:
-            if self._pub is None:
+        """Send raw frames towards the PUB socket (tests use it to publish garbage)."""
+        size = sum(memoryview(f).nbytes for f in frames)
+        with self._push_lock:
+            if self._push is None:
                 return
+            self._largest = max(self._largest, size)
             try:
-                # PUB drops for a subscriber past its SNDHWM instead of blocking; NOBLOCK
-                # guards the rest (no ZMQ_CONFLATE: it aborts on multipart messages).
-                self._pub.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                self._push.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                self._count("publish dropped")
+                self._count("publish dropped")  # the network process is slow, or restarting
             except zmq.ZMQError as exc:
                 self._count("publish errors")
                 log.warning("publish failed: %s", exc)
@@ -229,114 +305,85 @@ class Service(NullListener):
 
     # --- control (service thread) --------------------------------------------------------
 
-    def _serve(self, ctl: zmq.Socket[bytes]) -> None:
+    def _serve(self, router: zmq.Socket[bytes]) -> None:
         poller = zmq.Poller()
-        poller.register(ctl, zmq.POLLIN)
+        poller.register(router, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(10 if self._pending else POLL_MS))
-                for _ in range(100):  # drain a burst, but keep replying to finished requests
-                    if ctl not in ready or not self._receive(ctl):
-                        break
-                self._flush(ctl)
+                if dict(poller.poll(10 if self._requests.pending else POLL_MS)):
+                    self._receive(router)
+                for rid, reply in self._requests.due():
+                    self._answer(router, rid, reply)
+                self._watch()
+                if self._stale.is_set():
+                    self._stale.clear()
+                    self._to_child(router, "ctl", [b"stale"])
+                if self._want_counts.is_set():
+                    self._ask_counts(router)
         except Exception:  # the recorder must outlive its control thread
             log.exception("control thread failed")
             self._count("control thread failures")
         finally:
-            ctl.close(0)
+            router.close(0)
 
-    def _receive(self, ctl: zmq.Socket[bytes]) -> bool:
-        try:
-            frames = ctl.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return False
-        try:
-            split = frames.index(b"")
-        except ValueError:
-            self._count("malformed requests")  # no REQ envelope: nobody to answer
-            return True
-        envelope, body = frames[: split + 1], frames[split + 1:]
-        reply = self._handle(envelope, body)
-        if reply is not None:
-            self._reply(ctl, envelope, reply)
-        return True
+    def _ask_counts(self, router: zmq.Socket[bytes]) -> None:
+        """Ask every network process for its counts; :attr:`counters` waits for the answers."""
+        self._want_counts.clear()
+        self._query += 1
+        self._asked = {role for role, c in self._children.items() if c.proc is not None}
+        for role in self._asked:
+            self._to_child(router, role, [b"counters?", self._query.to_bytes(8, "big")])
+        if not self._asked:
+            self._fresh.set()
 
-    def _handle(self, envelope: list[bytes], body: list[bytes]) -> Reply | None:
+    def _watch(self) -> None:
+        """Replace a network process that died or grew beyond its budget."""
+        for role, child in self._children.items():
+            why = child.check()
+            if why is None:
+                continue
+            with self._count_lock:
+                for what, n in self._child_counts.pop(role, {}).items():  # what it counted stays counted
+                    self._counts[what] = self._counts.get(what, 0) + n
+            self._count("network process restarts")
+            self._asked.discard(role)
+            what = "publish" if role == "pub" else "control"
+            log.warning("network process (%s) restarted: %s; consoles reconnect by themselves", what, why)
+
+    def _receive(self, router: zmq.Socket[bytes]) -> None:
+        for _ in range(100):  # drain a burst, but keep replying to finished requests
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            role, kind = frames[0].decode(), frames[1] if len(frames) > 1 else b""
+            if kind == b"counters" and len(frames) in (3, 4):
+                with self._count_lock:
+                    self._child_counts[role] = {str(k): int(v) for k, v in json.loads(frames[2]).items()}
+                # an answer to the newest query, not a report sent before it
+                if frames[3:] == [self._query.to_bytes(8, "big")] and role in self._asked:
+                    self._asked.discard(role)
+                    if not self._asked:
+                        self._fresh.set()
+            elif kind == b"req" and len(frames) == 4:
+                reply = self._requests.handle(frames[2], frames[3])
+                if reply is not None:
+                    self._answer(router, frames[2], reply)
+
+    def _answer(self, router: zmq.Socket[bytes], rid: bytes, reply: Reply) -> None:
         try:
-            req = wire.decode_request(body)
+            frame = wire.encode_reply(reply)[0]
         except wire.WireError as exc:
-            self._count("malformed requests")
-            return Reply(False, f"malformed request: {exc}")
-        if req.op in wire.CHANGING_OPS and not (
-                req.token is not None and hmac.compare_digest(req.token.encode(), self.token.encode())):
-            self._count("refused requests (no token)")
-            return Reply(False, READ_ONLY_ERROR)
-        if len(self._pending) >= MAX_PENDING:
-            self._count("busy replies")
-            return Reply(False, f"{req.op}: recorder busy ({MAX_PENDING} requests waiting); try again")
-        try:
-            if req.op == "hello":
-                hello = self.hello()
-                return Reply(True, data=hello.model_dump(mode="json")) if hello else Reply(False, STARTING_ERROR)
-            if req.op == "list_rois":
-                hello = self.hello()
-                return Reply(True, data={"rois": [asdict(v) for v in hello.rois]}) if hello else Reply(False, STARTING_ERROR)
-            future = forward(self.recorder, req)
-        except Exception as exc:  # any failure becomes that request's error reply
-            log.exception("%s failed", req.op)
-            return Reply(False, f"{req.op} failed: {exc}")
-        timeout = min(self.request_timeout, 0.8 * req.timeout if req.timeout else self.request_timeout)
-        self._pending.append(_Pending(envelope, req.op, future, time.monotonic() + timeout, timeout))
-        return None
+            frame = wire.encode_reply(Reply(False, f"reply could not be encoded: {exc}"))[0]
+        self._to_child(router, "ctl", [b"ans", rid, frame])
 
-    def _flush(self, ctl: zmq.Socket[bytes]) -> None:
-        now = time.monotonic()
-        keep = []
-        for p in self._pending:
-            if p.future.done():
-                self._reply(ctl, p.envelope, _result(p.op, p.future))
-            elif now >= p.deadline:
-                self._count("request timeouts")
-                self._reply(ctl, p.envelope, Reply(False, f"{p.op}: timed out after {p.timeout:.1f} s waiting "
-                                                          "for the recorder (it keeps running)"))
-            else:
-                keep.append(p)
-        self._pending = keep
-
-    def _reply(self, ctl: zmq.Socket[bytes], envelope: list[bytes], reply: Reply) -> None:
+    def _to_child(self, router: zmq.Socket[bytes], role: str, frames: list[bytes]) -> None:
         try:
-            ctl.send_multipart([*envelope, *wire.encode_reply(reply)], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            self._count("replies dropped")  # the client is gone and its queue is full
-        except wire.WireError as exc:
-            self._reply(ctl, envelope, Reply(False, f"reply could not be encoded: {exc}"))
+            router.send_multipart([role.encode(), *frames], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self._count("replies dropped")  # no network process right now (restarting)
 
     def hello(self) -> Hello | None:
         """What a console needs to start (the reply to ``hello``); None while the source opens."""
         return self.recorder.hello(publish=self.addresses["publish"], control=self.addresses["control"])
 
-
-def _result(op: str, future: Future[Reply]) -> Reply:
-    exc = future.exception()
-    if exc is not None:
-        return Reply(False, f"{op} failed: {exc}")
-    reply = future.result()
-    return reply if isinstance(reply, Reply) else Reply(True)
-
-
-def _bind(sock: zmq.Socket[bytes], want: str | None, default: str, what: str) -> str:
-    """Bind ``sock`` and return the address it got (explicit ports never move)."""
-    if want == "auto":
-        sock.bind("tcp://127.0.0.1:*")
-    elif want is None:
-        try:
-            sock.bind(default)
-        except zmq.ZMQError:
-            sock.bind(default.rsplit(":", 1)[0] + ":*")  # default port taken: any free port
-    else:
-        try:
-            sock.bind(want)
-        except zmq.ZMQError as exc:
-            raise UsageError(f"{what} address {want}: expected a free address of the form "
-                             f"tcp://HOST:PORT, found {exc}") from None
-    return str(sock.getsockopt_string(zmq.LAST_ENDPOINT))

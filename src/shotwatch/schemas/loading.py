@@ -5,9 +5,10 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from .config import Config
 from .errors import ConfigError
@@ -20,7 +21,43 @@ def demo_text() -> str:
     return resources.files(__package__).joinpath("demo.toml").read_text(encoding="utf-8")
 
 
-_BRANCHES = {"sim", "replay", "sacla", "karabo", "euxfel-run", "tag-modulo", "point", "pulse-modulo", "train-modulo"}
+def _union_tags(tp: Any, out: set[str], seen: set[type]) -> None:
+    """Collect the tags of every discriminated union reachable from the type ``tp``."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp in seen:
+            return
+        seen.add(tp)
+        for field in tp.model_fields.values():
+            disc = field.discriminator
+            if isinstance(disc, str):
+                for member in get_args(field.annotation):
+                    _member_tags(member, disc, out)
+            _union_tags(field.annotation, out, seen)
+        return
+    args = get_args(tp)
+    if get_origin(tp) is Annotated:
+        disc = next((m.discriminator for m in args[1:] if isinstance(m, FieldInfo)), None)
+        if isinstance(disc, str):
+            for member in get_args(args[0]):
+                _member_tags(member, disc, out)
+    for arg in args:
+        _union_tags(arg, out, seen)
+
+
+def _member_tags(member: Any, disc: str, out: set[str]) -> None:
+    if isinstance(member, type) and issubclass(member, BaseModel) and disc in member.model_fields:
+        out.update(str(t) for t in get_args(member.model_fields[disc].annotation))
+
+
+def _branches() -> frozenset[str]:
+    tags: set[str] = set()
+    _union_tags(Config, tags, set())
+    return frozenset(tags)
+
+
+# pydantic puts a union member's tag ("sim", "tag-modulo", ...) into an error's path; every
+# union of the schema counts, so a new source kind or pump-probe mode needs no edit here
+_BRANCHES = _branches()
 _MODELS = {"EdgesRange"}  # model names pydantic puts into the path of a union member
 
 
@@ -75,9 +112,6 @@ def _describe(err: Any) -> str:
         return "expected one of the kinds in `shotwatch config schema`, found none"
     if msg.startswith("expected"):
         return msg
-    if kind == "union_tag_invalid":
-        tags = err.get("ctx", {}).get("expected_tags", "")
-        return f"expected one of {tags}, found {err['ctx'].get('tag')!r}"
     for prefix in ("Input should be ", "String should ", "Input should "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
@@ -88,9 +122,8 @@ def _describe(err: Any) -> str:
 def _first(errors: list[Any]) -> tuple[str, str]:
     """The most telling error: a value error beats "wrong type for this union branch"."""
     specific = [e for e in errors if not str(e["type"]).endswith("_type")]
-    if specific and specific[0]["type"] == "union_tag_not_found":
-        disc = str(specific[0]["ctx"]["discriminator"]).strip("'")
-        return f"{_where(specific[0]['loc'])}.{disc}", "expected a value saying which kind, found none"
+    if specific and specific[0]["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return _union_tag(specific[0])
     if specific:
         return _where(specific[0]["loc"]), _describe(specific[0])
     where = _where(errors[0]["loc"])
@@ -99,6 +132,18 @@ def _first(errors: list[Any]) -> tuple[str, str]:
         wanted = " or ".join(dict.fromkeys(_describe(e).split(", found")[0].removeprefix("expected ") for e in same))
         return where, f"expected {wanted}, found {errors[0].get('input')!r}"
     return where, _describe(errors[0])
+
+
+def _union_tag(err: Any) -> tuple[str, str]:
+    """A discriminated union's tag is wrong: the error names its key (``source.kind``)."""
+    ctx = err.get("ctx", {})
+    disc = str(ctx.get("discriminator", "")).strip("'")
+    where = f"{_where(err['loc'])}.{disc}"
+    if err["type"] == "union_tag_not_found":
+        return where, "expected a value saying which kind, found none"
+    given = err.get("input")
+    found = given[disc] if isinstance(given, dict) and disc in given else ctx.get("tag")
+    return where, f"expected one of {ctx.get('expected_tags', '')}, found {found!r}"
 
 
 def parse_config(data: dict[str, Any], *, origin: str) -> Config:
