@@ -107,8 +107,7 @@ class LiveModel:
     def __init__(self, hello: Hello, *, window: int = 2000) -> None:
         self.config = hello.config
         self.shapes = {d: info.shape for d, info in hello.source.detectors.items()}
-        ev = {d: info.ev_per_adu for d, info in hello.source.detectors.items()}
-        self.analysis = Analysis.from_config(hello.config, ev_per_adu=ev)
+        self.analysis = Analysis.from_config(hello.config, detectors=hello.source.detectors)
         self.summary = SummaryReducer(self.analysis)
         self.window = RollingWindow(self.analysis, size=window)
         self.corr = Correlation(self.analysis, size=window)
@@ -149,7 +148,7 @@ class LiveModel:
 
     def _block(self, msg: BlockMsg) -> None:
         block = msg.block
-        table = shot_table(block, self.analysis)  # the ROI sums, once for every reducer
+        table = shot_table(block, self.analysis, {v.key: v for v in self.rois.values()})  # ROI sums, once
         st = self.states
         for name, reducer in (("summary", self.summary), ("window", self.window), ("corr", self.corr),
                               ("hist", self.hist), ("trend", self.trend)):

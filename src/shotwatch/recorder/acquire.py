@@ -16,7 +16,7 @@ from typing import Any
 
 from ..link.messages import BlockMsg, ImageMsg, NoticeMsg, Reply, RoisMsg, Status, StatusMsg
 from ..link.protocols import Listener
-from ..reducers import Analysis, SummaryReducer
+from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..schemas import Config, Roi, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
@@ -38,12 +38,7 @@ READ_TIMEOUT = 0.1  # s: how long one source read may wait, so requests stay res
 
 def recorded_points(config: Config, info: SourceInfo) -> list[str]:
     """``source.points`` (default: all the source offers) plus every analysis point."""
-    chosen = getattr(config.source, "points", None)
-    if isinstance(chosen, dict):  # karabo: "source/key" -> point name
-        chosen = list(chosen.values())
-    if chosen is None:
-        chosen = info.points if config.source.kind in ("sim", "replay") else []
-    return list(dict.fromkeys([*chosen, *config.analysis_points()]))
+    return config.recorded_points(info.points)
 
 
 class Recorder:
@@ -101,7 +96,7 @@ class Recorder:
         self.rois.apply({r.name: r for r in self.config.roi}, shot=0, tag=-1)
         source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
-        self._analysis = Analysis.from_config(self.config, ev_per_adu={d: i.ev_per_adu for d, i in info.detectors.items()})
+        self._analysis = Analysis.from_config(self.config, detectors=info.detectors, roi_names=self.rois.versions)
         self._summary_reducer = SummaryReducer(self._analysis)
         self._summary = self._summary_reducer.init()
 
@@ -297,7 +292,7 @@ class Recorder:
                 self._grabs.remove(grab)
                 self._emit_image(msg)
         self.health.add(block)
-        self._summary = self._summary_reducer.update(self._summary, block)
+        self._summary = self._summary_reducer.update(self._summary, block, versions=roi_versions(self.rois.all()))
         if self.sink is not None:
             every = self.config.record.frames_every
             kept, self._next_frame = decimate_frames(block, first_shot=self._shot, every=every,
@@ -312,8 +307,7 @@ class Recorder:
         """A detector appeared mid-run: learn its shape and gain, tell the recording."""
         assert self._source is not None
         self._info = self._source.describe()
-        ev = {d: i.ev_per_adu for d, i in self._info.detectors.items()}
-        self._analysis = Analysis.from_config(self.config, ev_per_adu=ev)
+        self._analysis = Analysis.from_config(self.config, detectors=self._info.detectors, roi_names=self.rois.versions)
         self._summary_reducer = SummaryReducer(self._analysis)  # states carry no calibration
         if self.sink is not None and self.sink.writer is not None and hasattr(self.sink.writer, "set_detectors"):
             self._notice(self.sink.call("set_detectors", self._info), level="error")
