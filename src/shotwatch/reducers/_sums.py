@@ -64,7 +64,8 @@ def float_cutoff(threshold_ev: float, ev_per_adu: float, dtype: np.dtype[Any]) -
         x = np.nextafter(x, down)
     while float(x) * ev_per_adu < threshold_ev:
         x = np.nextafter(x, up)
-    return x
+    out: np.floating[Any] = x
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def _int_sums(flat: Array, g: float, threshold_ev: float | None, keep: Array | N
         sel = np.ones(flat.shape, bool) if c is None else flat >= c
         if keep is not None:
             sel &= keep
-        return np.where(sel, flat, 0).sum(axis=1, dtype=np.int64)
+        return np.asarray(np.where(sel, flat, 0).sum(axis=1, dtype=np.int64), np.int64)
     cut = None if c is None else flat.dtype.type(c)
     sums: npt.NDArray[np.float32] = _chunked(flat, cut, None, keep, np.dtype(np.float32))
     out = sums.astype(np.int64)

@@ -255,7 +255,7 @@ def _laser(block: ShotBlock, analysis: Analysis, n: int) -> npt.NDArray[np.int8]
     if isinstance(pp, TagModuloPumpProbe):
         on = np.zeros(pp.cycle, np.int8)
         on[list(pp.on)] = 1
-        return on[np.asarray(block.tags) % pp.cycle]
+        return np.asarray(on[np.asarray(block.tags) % pp.cycle], np.int8)
     if isinstance(pp, PointPumpProbe):
         v = _point(block, pp.name, n)
         out = np.where(v > pp.threshold, 1, 0).astype(np.int8)

@@ -114,7 +114,8 @@ class SummaryReducer:
             "channels": {name: self._roi(m, 0) for name, m in per_channel.items()},
             "scan": self._scan(state, per_key, per_channel) if self.analysis.n_bins else None,
         }
-        return jsonable(out)
+        shown: dict[str, Any] = jsonable(out)
+        return shown
 
     # --- internals ---------------------------------------------------------------------
 
