@@ -148,6 +148,24 @@ def test_dark_subtracted_before_gain_and_threshold(dtype: str) -> None:
     assert values == [(10 + 2 + 1) / 4]  # no threshold: every finite pixel, negative ones too
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "float32", "float64"])
+@pytest.mark.parametrize("threshold", [None, 0.0, 30.0, 60.0, 150.0, 1e6])
+def test_dark_sums_match_the_definition_in_every_regime(dtype: str, threshold: float | None) -> None:
+    # thresholds selecting all, about half, a few and none of the pixels: the dark part is
+    # gathered (few or nearly all selected) or a dense product (in between); all must agree
+    rng = np.random.default_rng(4)
+    pix = rng.poisson(40.0, (150, 6, 9)).astype(dtype)
+    dark = rng.normal(20.0, 4.0, (6, 9)).astype(np.float32)
+    masked = np.zeros((6, 9), bool)
+    masked[2, 3] = True
+    got = roi_sums(pix, ev_per_adu=1.5, threshold_ev=threshold, dark=dark, masked=masked).energy
+    energy = (pix.astype(np.float64) - dark.astype(np.float64)) * 1.5
+    if threshold is not None:
+        energy = np.where(energy < threshold, 0.0, energy)
+    want = np.where(masked, 0.0, energy).reshape(150, -1)
+    np.testing.assert_allclose(got, [math.fsum(row) for row in want], rtol=1e-12, atol=1e-9)
+
+
 def test_masks_and_noisy_pixels_never_count() -> None:
     mask = np.zeros((3, 4), bool)
     mask[0, 1] = True  # the ROI's first pixel (10 eV in shot 1)
