@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +254,14 @@ def test_points_to_record_include_aliases() -> None:
     assert cfg.recorded_points(["p/0", "p/9"]) == ["p/0", "p/2", "p/3", "p/1"]
     everything = load('[alias]\nd = "p/1"\n')  # sim without source.points: all it offers
     assert everything.recorded_points(["p/0", "p/9"]) == ["p/0", "p/9", "p/1"]
+
+
+def test_dark_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    from shotwatch.schemas import load_config
+
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "a.toml"
+    path.write_text('[calibration]\ndark = "darks/d1.zarr"\ndark_noise_max_adu = 8.0\n')
+    assert load_config(path).calibration.dark == str(tmp_path / "cfg" / "darks" / "d1.zarr")
+    path.write_text('[calibration]\ndark = { "MPCCD-1" = 2 }\n')  # a recording's dark version
+    assert load_config(path).calibration.dark == {"MPCCD-1": 2}

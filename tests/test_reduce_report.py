@@ -248,3 +248,36 @@ def test_division_by_zero_is_nan_never_an_error(cli: Any, rec: Path, tmp_path: P
     assert r["channels"]["half"]["sum"] == pytest.approx(r["rois"]["bragg"]["sum"] / 2)
     code, out, err = cli("reduce", str(rec), "-c", str(path), "--per-shot")
     assert (code, err) == (0, "") and out.splitlines()[1].split(",")[-2] == ""  # z: an empty cell
+
+
+def test_record_with_aliases_channels_and_a_mask_equals_reduce(tmp_path: Path) -> None:
+    # the live summary (record --summary-json) is the reduction of the recording, to the digit;
+    # aliased points are recorded even where source.points leaves them out
+    import os
+    import subprocess
+    import sys
+
+    from shotwatch.schemas import demo_text
+
+    text = demo_text().replace("rate = 60.0", "rate = 0").replace(
+        '# points = [...]', 'points = ["xfel_mon_bpm_bl3_0_3_beamstatus/summary", "xfel_bl_3_st_5_motor_user_1/position"]')
+    text = text.replace('name = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"', 'name = "i0sum"')
+    text += ('\n[alias]\nd1 = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"\nd2 = "xfel_bl_3_tc_bm_1_pd/charge"\n'
+             '[[channel]]\nname = "i0sum"\nexpr = "d1 + d2 / 1000"\n'
+             '[[channel]]\nname = "net"\nexpr = "bragg - pixels(bragg) / pixels(background) * background"\n'
+             '[[mask]]\ndetector = "MPCCD-1N0-M06-004"\nx = [184, 190]\ny = [284, 316]\n')
+    (tmp_path / "c.toml").write_text(text)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "shotwatch", "record", "-c", "c.toml", "--shots", "300", "-o", "r.zarr",
+                        "--summary-json", "live.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    live = json.loads((tmp_path / "live.json").read_text())
+    out = subprocess.run([sys.executable, "-m", "shotwatch", "reduce", "r.zarr", "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert live == json.loads(out.stdout)
+    assert list(live["channels"]) == ["i0sum", "net"] and live["channels"]["net"]["count"] > 0
+    info = subprocess.run([sys.executable, "-m", "shotwatch", "info", "r.zarr", "--json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert json.loads(info.stdout)["points"] == sorted([
+        "xfel_mon_bpm_bl3_0_3_beamstatus/summary", "xfel_bl_3_st_5_motor_user_1/position",
+        "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage", "xfel_bl_3_tc_bm_1_pd/charge"])

@@ -132,4 +132,9 @@ def load_config(path: str | Path | None) -> Config:
         # A relative api_path means "next to this config file", wherever it is run from.
         source = config.source.model_copy(update={"api_path": str((p.parent / api_path).resolve())})
         config = config.model_copy(update={"source": source})
+    dark = config.calibration.dark
+    if isinstance(dark, str) and not Path(dark).is_absolute():
+        # calibration.dark, like api_path, is relative to the config file (INTERFACE.md)
+        cal = config.calibration.model_copy(update={"dark": str((p.parent / dark).resolve())})
+        config = config.model_copy(update={"calibration": cal})
     return config
