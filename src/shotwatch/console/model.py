@@ -114,6 +114,7 @@ class LiveModel:
         self.hist = Histogram(self.analysis, bins=40)
         self.trend = Trend(self.analysis, size=500)
         self.rois = {v.name: v for v in map(_version, hello.rois) if v.end_shot is None}
+        self.versions = {v.key: v for v in map(_version, hello.rois)}  # every rectangle: masks and darks
         self.status: Status | None = None
         self.images: dict[str, ImageMsg] = {}
         self.version = 0
@@ -140,6 +141,7 @@ class LiveModel:
             self.status = msg.status
         elif isinstance(msg, RoisMsg):
             self.rois = {v.name: v for v in msg.versions if v.end_shot is None}
+            self.versions.update({v.key: v for v in msg.versions})
         elif isinstance(msg, ImageMsg):
             self.images[msg.detector] = msg
         else:
@@ -148,7 +150,7 @@ class LiveModel:
 
     def _block(self, msg: BlockMsg) -> None:
         block = msg.block
-        table = shot_table(block, self.analysis, {v.key: v for v in self.rois.values()})  # ROI sums, once
+        table = shot_table(block, self.analysis, self.versions)  # the ROI sums, once for every reducer
         st = self.states
         for name, reducer in (("summary", self.summary), ("window", self.window), ("corr", self.corr),
                               ("hist", self.hist), ("trend", self.trend)):
