@@ -8,12 +8,16 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ..schemas import UsageError, load_config
+from ..schemas import Config, UsageError, load_config
 from ._argtypes import positive
 
-__all__ = ["open_analysis", "open_for_analysis", "parse_tags", "register", "summarize"]
+if TYPE_CHECKING:  # imported inside the functions at run time: `shotwatch --help` stays fast
+    from ..recording import RecordingReader
+    from ..reducers import Analysis
+
+__all__ = ["check_output", "open_analysis", "parse_tags", "register", "summarize"]
 
 
 def parse_tags(text: str | None) -> tuple[int | None, int | None]:
@@ -32,13 +36,8 @@ def parse_tags(text: str | None) -> tuple[int | None, int | None]:
     return a, b
 
 
-def open_for_analysis(path: str, config_path: str | None) -> tuple[Any, Any]:
-    """The reader and the configuration a reduction or replay of ``path`` uses."""
-    reader, cfg, _ = open_analysis(path, config_path)
-    return reader, cfg
-
-
-def open_analysis(path: str, config_path: str | None, *, version: int | None = None) -> tuple[Any, Any, Any]:
+def open_analysis(path: str, config_path: str | None, *,
+                  version: int | None = None) -> tuple[RecordingReader, Config, Analysis]:
     """(reader, configuration, Analysis) of a reduction of ``path`` (INTERFACE.md ``reduce``).
 
     The analysis comes from ``-c`` (``analysis_version`` null) or the recording's analysis
@@ -75,7 +74,7 @@ def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
         sys.stderr.write("\n")
 
 
-def summarize(reader: Any, analysis: Any, *, progress: bool = False) -> dict[str, Any]:
+def summarize(reader: RecordingReader, analysis: Analysis, *, progress: bool = False) -> dict[str, Any]:
     """INTERFACE.md's ``reduce --json`` result of every shot of ``reader`` (a view)."""
     from ..reducers import SummaryReducer, roi_versions
 
