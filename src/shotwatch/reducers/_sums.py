@@ -294,6 +294,7 @@ def _chunked(flat: Array, cut: Any, keep: Array | None, acc: np.dtype[Any],
     dbuf = None if dark is None else np.empty((k, m), np.float64)
     if dark is not None and keep is not None:
         dark = np.where(keep, dark, 0.0)  # the complement below needs Σ over kept pixels only
+    positive = cut is not None and bool(np.all(np.asarray(cut) > 0))
     for start in range(0, n, k):
         rows = flat[start:start + k]
         j = rows.shape[0]
@@ -305,10 +306,13 @@ def _chunked(flat: Array, cut: Any, keep: Array | None, acc: np.dtype[Any],
                 if keep is not None:
                     np.logical_and(which, keep, out=which)
             src = np.multiply(rows, which, out=kept[:j])
-            if dark is not None and dout is not None:
-                dout[start:start + j] = _dark_sums(which, dark, dbuf)
         if src.dtype != acc:
             np.copyto(buf[:j], src, casting="unsafe")
             src = buf[:j]
         np.matmul(src, ones, out=out[start:start + j])
+        if dout is not None and dark is not None:
+            # with every cutoff > 0 a selected pixel adds > 0: a chunk whose rows all sum to 0
+            # selected nothing (the usual chunk of a photon-counting ROI), its dark sum is 0
+            nothing = positive and not bool(np.any(out[start:start + j] > 0))
+            dout[start:start + j] = 0.0 if nothing else _dark_sums(which, dark, dbuf)
     return out, dout
