@@ -51,7 +51,7 @@ def test_rolling_window_keeps_the_last_shots() -> None:
     w = RollingWindow(A, size=8)
     out = w.result(run(w, bs))
     whole = ShotBlock.concat(bs)
-    t = shot_table(whole, A)
+    t = shot_table(whole, A, {})
     assert out["tags"].tolist() == whole.tags[-8:].tolist()
     np.testing.assert_array_equal(out["i0"], t.i0[-8:])
     assert set(out["values"]) == {"a/v1", "a/v2"}
@@ -71,7 +71,7 @@ def test_correlation_sample() -> None:
     bs = blocks(2, [30, 30])
     c = Correlation(A, size=10)
     out = c.result(run(c, bs))
-    t = shot_table(ShotBlock.concat(bs), A)
+    t = shot_table(ShotBlock.concat(bs), A, {})
     ok = np.isfinite(t.values["a/v1"]) & np.isfinite(t.i0)
     np.testing.assert_array_equal(out["a/v1"]["value"], t.values["a/v1"][ok][-10:])
     np.testing.assert_array_equal(out["a/v1"]["accepted"], t.accepted[ok][-10:])
@@ -83,7 +83,7 @@ def test_trend_one_entry_per_block() -> None:
     out = tr.result(run(tr, bs))
     assert out["quantity"] == "ratio"
     assert out["tags"].tolist() == [int(bs[2].tags[0]), int(bs[3].tags[0])]
-    t = shot_table(bs[3], A)
+    t = shot_table(bs[3], A, {})
     q = t.values["a/v2"] / t.i0
     ok = t.accepted & np.isfinite(q)
     assert out["rois"]["a/v2"]["mean"][-1] == np.mean(q[ok])

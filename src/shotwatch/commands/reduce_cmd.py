@@ -8,11 +8,16 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ..schemas import UsageError, load_config
+from ..schemas import Config, UsageError, load_config
+from ._argtypes import positive
 
-__all__ = ["open_for_analysis", "parse_tags", "register"]
+if TYPE_CHECKING:  # imported inside the functions at run time: `shotwatch --help` stays fast
+    from ..recording import RecordingReader
+    from ..reducers import Analysis
+
+__all__ = ["check_output", "open_analysis", "parse_tags", "register", "summarize"]
 
 
 def parse_tags(text: str | None) -> tuple[int | None, int | None]:
@@ -31,16 +36,29 @@ def parse_tags(text: str | None) -> tuple[int | None, int | None]:
     return a, b
 
 
-def open_for_analysis(path: str, config_path: str | None) -> tuple[Any, Any]:
-    """The reader and the configuration a reduction or replay of ``path`` uses."""
-    from ..recording import RecordingReader
-    from ..recording.analysis_config import analysis_config
+def open_analysis(path: str, config_path: str | None, *,
+                  version: int | None = None) -> tuple[RecordingReader, Config, Analysis]:
+    """(reader, configuration, Analysis) of a reduction of ``path`` (INTERFACE.md ``reduce``).
 
+    The analysis comes from ``-c`` (``analysis_version`` null) or the recording's analysis
+    version ``version`` (default: its newest), and is checked against the recording.
+    """
+    from ..recording import RecordingReader
+    from ..recording.analysis_config import analysis_config, recording_analysis, recording_darks
+    from ..reducers import Analysis
+
+    if config_path is not None and version is not None:
+        raise UsageError(f"reduce: expected -c or --analysis-version, found both (-c {config_path}, "
+                         f"--analysis-version {version})")
     reader = RecordingReader(path)
     override = load_config(config_path) if config_path else None
-    cfg = analysis_config(reader.config, override, points=reader.points, where=str(path), origin=config_path,
-                          detectors=reader.detectors)
-    return reader, cfg
+    number, recorded = recording_analysis(reader, version)
+    cfg = analysis_config(recorded, override, points=reader.points, where=str(path), origin=config_path,
+                          detectors=reader.detectors, roi_names=reader.rois.versions)
+    origin = config_path if override is not None and config_path else str(path)
+    analysis = Analysis.from_config(cfg, detectors=reader.detectors, darks=recording_darks(cfg, reader, origin=origin),
+                                    version=None if override is not None else number, origin=origin)
+    return reader, cfg, analysis
 
 
 def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
@@ -56,27 +74,35 @@ def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
         sys.stderr.write("\n")
 
 
-def _reduce(args: argparse.Namespace) -> int:
-    from ..reducers import Analysis, SummaryReducer, format_table, per_shot_csv, scan_csv
+def summarize(reader: RecordingReader, analysis: Analysis, *, progress: bool = False) -> dict[str, Any]:
+    """INTERFACE.md's ``reduce --json`` result of every shot of ``reader`` (a view)."""
+    from ..reducers import SummaryReducer, roi_versions
 
-    _check_output(args.output, args.recording)
-    reader, cfg = open_for_analysis(args.recording, args.config)
+    reducer = SummaryReducer(analysis)
+    versions = roi_versions(reader.rois.all())
+    state = reducer.init()
+    for block in _blocks(reader, progress=progress):
+        state = reducer.update(state, block, versions=versions)
+    return reducer.result(state)
+
+
+def _reduce(args: argparse.Namespace) -> int:
+    from ..reducers import format_table, per_shot_csv, roi_versions, scan_csv
+
+    check_output(args.output, args.recording)
+    reader, _, analysis = open_analysis(args.recording, args.config, version=args.analysis_version)
     lo, hi = parse_tags(args.tags)
     if lo is not None or hi is not None:
         reader = reader.select(tags=(lo, hi))
-    analysis = Analysis.from_config(cfg, ev_per_adu={d: i.ev_per_adu for d, i in reader.detectors.items()})
     progress = sys.stderr.isatty() and int(reader.committed) > 50_000
     with _output(args.output) as out:
         if args.per_shot:
             names = sorted(reader.rois.versions)
-            for line in per_shot_csv(_blocks(reader, progress=progress), analysis, roi_names=names):
+            for line in per_shot_csv(_blocks(reader, progress=progress), analysis, roi_names=names,
+                                     versions=roi_versions(reader.rois.all())):
                 out.write(line if line.endswith("\n") else line + "\n")
             return 0
-        reducer = SummaryReducer(analysis)
-        state = reducer.init()
-        for block in _blocks(reader, progress=progress):
-            state = reducer.update(state, block)
-        result = reducer.result(state)
+        result = summarize(reader, analysis, progress=progress)
         if args.json:
             out.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
         elif args.csv:
@@ -101,7 +127,7 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield fh
 
 
-def _check_output(output: str | None, recording: str) -> None:
+def check_output(output: str | None, recording: str) -> None:
     """-o must not point into the recording (it would overwrite its metadata)."""
     if output is None:
         return
@@ -119,6 +145,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     layout.add_argument("--per-shot", action="store_true", help="one CSV row per shot")
     p.add_argument("--csv", action="store_true", help="the scan table as CSV (with --per-shot: per-shot CSV)")
     p.add_argument("--tags", help="A:B keeps shots with A <= tag < B (either side may be empty)")
+    p.add_argument("--analysis-version", type=positive(int, "a whole number >= 1"), metavar="K",
+                   help="reduce under the recording's analysis version K (default: its newest)")
     p.add_argument("-o", "--output", help="write to FILE instead of stdout")
     p.set_defaults(func=_check_and_reduce)
 

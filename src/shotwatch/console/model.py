@@ -134,14 +134,14 @@ class LiveModel:
     def __init__(self, hello: Hello, *, window: int = WINDOW_SHOTS) -> None:
         self.config = hello.config
         self.shapes = {d: info.shape for d, info in hello.source.detectors.items()}
-        ev = {d: info.ev_per_adu for d, info in hello.source.detectors.items()}
-        self.analysis = a = Analysis.from_config(hello.config, ev_per_adu=ev)
+        self.analysis = a = Analysis.from_config(hello.config, detectors=hello.source.detectors)
         self.summary, self.window = SummaryReducer(a), RollingWindow(a, size=window)
         self.corr, self.hist, self.trend = Correlation(a, size=window), Histogram(a, bins=HIST_BINS), Trend(a, size=TREND_BLOCKS)
         self._summary, self._window = _Running(self.summary), _Running(self.window)
         self._corr, self._hist, self._trend = _Running(self.corr), _Running(self.hist), _Running(self.trend)
         self._all: tuple[_Stepping, ...] = (self._summary, self._window, self._corr, self._hist, self._trend)
         self.rois = {v.name: v for v in hello.rois if v.end_shot is None}
+        self.versions = {v.key: v for v in hello.rois}  # every rectangle: masks and darks
         self.playback = hello.playback
         self.status: Status | None = None
         self.images: dict[str, ImageMsg] = {}
@@ -167,6 +167,7 @@ class LiveModel:
             self.status = msg.status
         elif isinstance(msg, RoisMsg):
             self.rois = {v.name: v for v in msg.versions if v.end_shot is None}
+            self.versions.update({v.key: v for v in msg.versions})
         elif isinstance(msg, ImageMsg):
             self.images[msg.detector] = msg
         elif isinstance(msg, ResetMsg):
@@ -177,7 +178,7 @@ class LiveModel:
 
     def _block(self, msg: BlockMsg) -> None:
         block = msg.block
-        table = shot_table(block, self.analysis)  # the ROI sums, once for every reducer
+        table = shot_table(block, self.analysis, self.versions)  # the ROI sums, once for every reducer
         for running in self._all:
             running.update(block, table)
         i0 = np.asarray(table.i0, np.float64)[np.asarray(table.accepted, bool)]

@@ -71,7 +71,8 @@ def _figure(width: int, height: int) -> Any:
 
 def _signal(fig: Any, x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, label: str, marker: str, *, lines: bool) -> None:
     sig = fig.signal(list(x), list(y), marker=marker)
-    sig.label(label)
+    if label:
+        sig.label(label)
     sig.lines(lines)
     fig.draw(sig)
 
@@ -90,33 +91,32 @@ def _scan(fig: Any, snap: Snapshot, roi: str) -> str:
         series = [("on", per["on"]), ("off", per["off"])]
     drawn = False
     for (label, s), marker in zip(series, _MARKERS, strict=False):
-        drawn |= _binned(fig, centers, s, label, marker)
+        n = int(np.nansum(_arr(s["count"])))
+        drawn |= _binned(fig, centers, _arr(s["norm"]), _arr(s["sem_norm"]), f"{label} (n={n})", marker)
     if "on" in per:
-        drawn |= _difference(fig, centers, per["on"], per["off"])
+        drawn |= _binned(fig, centers, _arr(per["diff"]), _arr(per["diff_sem"]), "on−off", "×")
     fig.label(f"{_short(scan['name'])} ({scan['unit']})" if scan["unit"] else _short(scan["name"]), axis="x")
-    fig.title(f"{roi} norm vs scan")
+    fig.title(f"{roi} norm vs scan (bars ± sem_norm)")
     return "" if drawn else f"{roi}: no bin has a value yet"
 
 
-def _binned(fig: Any, centers: np.ndarray, s: Mapping[str, Any], label: str, marker: str) -> bool:
-    norm = _arr(s["norm"])
-    sem = _arr(s["sem"])
-    ok = np.isfinite(norm)
+def _binned(fig: Any, centers: np.ndarray, y: np.ndarray, err: np.ndarray, label: str, marker: str) -> bool:
+    """``y ± err`` per bin; a bin without a value is a gap in the line, never bridged."""
+    ok = np.isfinite(y)
     if not ok.any():
         return False
-    _signal(fig, centers[ok], norm[ok], f"{label} (n={int(np.nansum(_arr(s['count'])))})", marker, lines=True)
-    bars = ok & np.isfinite(sem)
-    if bars.any():
-        fig.draw(fig.error(list(centers[bars]), list(norm[bars]), list(2 * sem[bars])))
+    for i, run in enumerate(_runs(ok)):
+        _signal(fig, centers[run], y[run], label if i == 0 else "", marker, lines=len(run) > 1)
+    bars = ok & np.isfinite(err)
+    if bars.any():  # plotext's error bar spans yerr in all: 2·err is ± err
+        fig.draw(fig.error(list(centers[bars]), list(y[bars]), list(2 * err[bars])))
     return True
 
 
-def _difference(fig: Any, centers: np.ndarray, on: Mapping[str, Any], off: Mapping[str, Any]) -> bool:
-    diff = _arr(on["norm"]) - _arr(off["norm"])
-    ok = np.isfinite(diff)
-    if ok.any():
-        _signal(fig, centers[ok], diff[ok], "on−off", "×", lines=True)
-    return bool(ok.any())
+def _runs(ok: np.ndarray) -> list[np.ndarray]:
+    """Indices of each run of consecutive true entries."""
+    idx = np.flatnonzero(ok)
+    return [r for r in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if r.size]
 
 
 def _arr(values: Sequence[float | None]) -> np.ndarray:
@@ -152,10 +152,11 @@ def _trend(fig: Any, snap: Snapshot, roi: str) -> str:
     ok = np.isfinite(ser.trend_mean) if ser is not None else np.empty(0, bool)
     if ser is None or not ok.any():
         return f"{roi}: no accepted shot with a value yet"
-    _signal(fig, ser.trend_tags[ok].astype(np.float64), ser.trend_mean[ok], "block mean", "•", lines=True)
+    # the estimator by name: a per-block mean of ratios, not norm (Σ value / Σ I0) as in the scan view
+    what = "mean_ratio (mean of value/I0)" if snap.trend_quantity == "ratio" else "mean value"
+    _signal(fig, ser.trend_tags[ok].astype(np.float64), ser.trend_mean[ok], what.split(" (")[0], "•", lines=True)
     fig.label("tag", axis="x")
-    what = "norm (value / I0)" if snap.trend_quantity == "ratio" else "value"
-    fig.title(f"{roi} {what} vs tag, per block")
+    fig.title(f"{roi} {what} per block vs tag")
     return ""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
-from ..reducers import Analysis, SummaryReducer
+from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..reducers.summary import SummaryState
 from ..schemas import Config, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
@@ -38,12 +38,7 @@ __all__ = ["AcquireLoop", "recorded_points"]
 
 def recorded_points(config: Config, info: SourceInfo) -> list[str]:
     """``source.points`` (default: all the source offers) plus every analysis point."""
-    chosen = getattr(config.source, "points", None)
-    if isinstance(chosen, dict):  # karabo: "source/key" -> point name
-        chosen = list(chosen.values())
-    if chosen is None:
-        chosen = info.points if config.source.kind in ("sim", "replay") else []
-    return list(dict.fromkeys([*chosen, *config.analysis_points()]))
+    return config.recorded_points(info.points)
 
 
 class AcquireLoop:
@@ -123,8 +118,8 @@ class AcquireLoop:
     def _new_summary(self) -> None:
         """The live summary under the detectors known now (its states carry no calibration)."""
         if self._want_summary and self._info is not None:
-            ev = {d: i.ev_per_adu for d, i in self._info.detectors.items()}
-            reducer = SummaryReducer(Analysis.from_config(self.config, ev_per_adu=ev))
+            reducer = SummaryReducer(Analysis.from_config(self.config, detectors=self._info.detectors,
+                                                          roi_names=self.rois.versions))
             self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
@@ -226,7 +221,7 @@ class AcquireLoop:
         self.health.add(block)
         if self._summary is not None:
             reducer, state = self._summary
-            self._summary = (reducer, reducer.update(state, block))
+            self._summary = (reducer, reducer.update(state, block, versions=roi_versions(self.rois.all())))
         if self.sink is not None:
             every = self.config.record.frames_every
             kept, self._next_frame = decimate_frames(block, first_shot=self._shot, every=every,

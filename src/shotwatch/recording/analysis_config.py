@@ -1,46 +1,109 @@
-"""The configuration a replay or reduction uses: analysis from -c, ROIs from the recording."""
+"""The analysis a replay or reduction uses: from -c or the recording, checked against the recording.
+
+INTERFACE.md: ROIs always come from the recording; the analysis sections all come from ``-c``
+where given (a section missing from it is off), else from the recording's newest analysis
+version. Everything the analysis names must be in the recording: points (an alias stands for
+its point), detectors, and the ROI names channel expressions use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ..schemas import Config, ConfigError, PointPumpProbe
+from pydantic import ValidationError
 
-__all__ = ["analysis_config"]
+from ..schemas import ANALYSIS_SECTIONS, AnalysisVersion, Config, ConfigError, DarkFrame, RecordingError
+from ..schemas.namespace import name_errors
 
-_ANALYSIS = ("calibration", "i0", "veto", "scan", "pump_probe")
+if TYPE_CHECKING:
+    from .reader import RecordingReader
+
+__all__ = ["analysis_config", "analysis_versions", "recording_analysis", "recording_darks"]
 
 
 def analysis_config(recorded: Config, override: Config | None, *, points: Sequence[str],
-                    where: str, origin: str | None = None, detectors: Iterable[str] | None = None) -> Config:
+                    where: str, origin: str | None = None, detectors: Iterable[str] | None = None,
+                    roi_names: Iterable[str] | None = None) -> Config:
     """``recorded`` with its analysis sections replaced by ``override``'s (when given).
 
     ``[source]``, ``[record]`` and ``[[roi]]`` always stay the recording's. Every point the
-    analysis names must be in ``points`` (the recording's); otherwise a ConfigError names
-    the key and lists what the recording holds.
+    analysis reads must be in ``points`` (the recording's), every detector it names in
+    ``detectors``, and every ROI a channel uses in ``roi_names``; otherwise a ConfigError
+    names the key and lists what the recording holds.
     """
     cfg = recorded
     if override is not None:
-        cfg = recorded.model_copy(update={k: getattr(override, k) for k in _ANALYSIS})
+        cfg = recorded.model_copy(update={k: getattr(override, k) for k in ANALYSIS_SECTIONS})
+    src = origin if override is not None and origin else where
     held = set(points)
-    named = []
-    if cfg.i0:
-        named.append(("i0.name", cfg.i0.name))
-    named += [(f"veto[{i}].name", v.name) for i, v in enumerate(cfg.veto)]
-    if cfg.scan:
-        named.append(("scan.name", cfg.scan.name))
-    if isinstance(cfg.pump_probe, PointPumpProbe):
-        named.append(("pump_probe.name", cfg.pump_probe.name))
-    for key, name in named:
+    for key, name in cfg.analysis_point_keys():
         if name not in held:
-            src = origin if override is not None and origin else where
             raise ConfigError(f"{src}: {key}: expected a point detector that {where} holds "
                               f"({', '.join(sorted(held))}), found {name!r}")
     if detectors is not None:
-        known = sorted(detectors)
-        for det in cfg.calibration.ev_per_adu:
-            if det not in known:
-                src = origin if override is not None and origin else where
-                raise ConfigError(f"{src}: calibration.ev_per_adu: expected detectors that {where} holds "
-                                  f"({', '.join(known) or 'none'}), found {det!r}")
+        _check_detectors(cfg, sorted(detectors), src, where)
+    if roi_names is not None:
+        errors = name_errors(aliases=cfg.alias, channels=[(c.name, c.tree()) for c in cfg.channel],
+                             roi_names=roi_names, rois_from=where)
+        if errors:
+            raise ConfigError(f"{src}: {errors[0][0]}: {errors[0][1]}")
     return cfg
+
+
+def _check_detectors(cfg: Config, known: list[str], src: str, where: str) -> None:
+    named = [("calibration.ev_per_adu", det) for det in cfg.calibration.ev_per_adu]
+    named += [(f"mask[{i}].detector", m.detector) for i, m in enumerate(cfg.mask)]
+    if isinstance(cfg.calibration.dark, dict):
+        named += [("calibration.dark", det) for det in cfg.calibration.dark]
+    for key, det in named:
+        if det not in known:
+            raise ConfigError(f"{src}: {key}: expected detectors that {where} holds "
+                              f"({', '.join(known) or 'none'}), found {det!r}")
+
+
+def analysis_versions(reader: RecordingReader) -> list[AnalysisVersion]:
+    """The recording's analysis versions, oldest first (FORMAT.md root attribute ``analysis``).
+
+    WIRE (recording helper): return ``reader.analysis_versions()`` here once it lands. Until
+    then a recording holds what version 1 is by definition: the analysis sections of its
+    ``config``, from its first shot on.
+    """
+    tags = reader.tags() if len(reader) else None
+    return [AnalysisVersion(version=1, first_shot=0, first_tag=-1 if tags is None else int(tags[0]),
+                            config=reader.config.model_dump(mode="json", include=set(ANALYSIS_SECTIONS)))]
+
+
+def recording_analysis(reader: RecordingReader, version: int | None = None) -> tuple[int, Config]:
+    """(K, configuration) of the recording's analysis version K (default: its newest).
+
+    The configuration is the recording's ``config`` with the version's analysis sections.
+    """
+    versions = {v.version: v for v in analysis_versions(reader)}
+    k = max(versions) if version is None else version
+    if k not in versions:
+        raise ConfigError(f"{reader.path}: --analysis-version: expected one of the recording's analysis "
+                          f"versions ({', '.join(map(str, sorted(versions)))}), found {version}")
+    try:
+        chosen = Config.model_validate({**versions[k].config, "source": {"kind": "sim"}})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise RecordingError(f"{reader.path}: attribute analysis[{k}].config.{where}: expected a valid "
+                             f"analysis, found {first['msg']}") from None
+    return k, reader.config.model_copy(update={s: getattr(chosen, s) for s in ANALYSIS_SECTIONS})
+
+
+def recording_darks(cfg: Config, reader: RecordingReader, *, origin: str) -> Mapping[str, DarkFrame]:
+    """detector -> dark that ``cfg.calibration.dark`` names (a recording's dark versions or a file).
+
+    WIRE (recording helper): ``{"<det>": k}`` is the recording's dark version k
+    (``dark/<det>/v<k>``); a string is a dark file (FORMAT.md). Both readers land with the
+    dark file I/O; until then a configured dark is refused here rather than silently ignored.
+    """
+    dark = cfg.calibration.dark
+    if not dark:
+        return {}
+    found = f"{dark!r}" if isinstance(dark, str) else ", ".join(f"{d} v{k}" for d, k in dark.items())
+    raise ConfigError(f"{origin}: calibration.dark: expected a dark this version of shotwatch can read "
+                      f"(dark I/O lands with the recording's dark versions), found {found}")

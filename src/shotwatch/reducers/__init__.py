@@ -2,13 +2,14 @@
 
 Every reducer is ``init() -> state``, ``update(state, block) -> state``, ``merge(a, b) ->
 state``, ``result(state)``; states are immutable values. ``update`` also takes
-``table=shot_table(block, analysis)`` so a caller feeding several reducers computes the
-per-shot table (the expensive ROI sums) once per block.
+``table=shot_table(block, analysis, versions)`` so a caller feeding several reducers computes
+the per-shot table (the expensive ROI sums) once per block; ``Analysis.from_config`` is the
+one place an analysis is built.
 """
 
 from __future__ import annotations
 
-from .analysis import Analysis, ShotTable, display_keys, shot_table
+from .analysis import Analysis, ShotTable, display_keys, roi_versions, shot_table
 from .hist import Histogram
 from .live import Correlation, RollingWindow, Trend
 from .summary import SummaryReducer
@@ -16,6 +17,6 @@ from .tables import format_table, per_shot_csv, scan_csv
 
 __all__ = [
     "Analysis", "Correlation", "Histogram", "RollingWindow", "ShotTable",
-    "SummaryReducer", "Trend", "display_keys", "format_table", "per_shot_csv", "scan_csv",
+    "SummaryReducer", "Trend", "display_keys", "format_table", "per_shot_csv", "roi_versions", "scan_csv",
     "shot_table",
 ]

@@ -1,6 +1,7 @@
 """What to compute (Analysis) and the per-shot table every reducer starts from.
 
-INTERFACE.md "Reduction semantics": accepted, value(roi key, shot), scan value and bin, laser.
+INTERFACE.md "Reduction semantics": accepted, value(roi key, shot), channel values, scan
+value and bin, laser.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from ..schemas import (
     I0,
     PULSE_POINT,
     Config,
-    ConfigError,
+    DarkFrame,
+    DetectorInfo,
     PointPumpProbe,
     PulseModuloPumpProbe,
+    RoiVersion,
     ShotBlock,
     TagModuloPumpProbe,
     TrainModuloPumpProbe,
     Veto,
     split_roi_key,
 )
-from ._sums import roi_sums
+from ..schemas.expr import Node
+from ._build import build_analysis
+from .channels import evaluate_channels, named_points
+from .values import calibrate
 
-__all__ = ["Analysis", "ShotTable", "display_keys", "shot_table"]
+__all__ = ["Analysis", "ShotTable", "display_keys", "roi_versions", "shot_table"]
 
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
@@ -39,18 +45,27 @@ PumpProbeMode = TagModuloPumpProbe | PointPumpProbe | PulseModuloPumpProbe | Tra
 class Analysis:
     """Everything the reducers need to know about the analysis sections of a configuration.
 
+    Build it with :meth:`from_config` (the one place that turns a configuration, the
+    detectors and their darks into an Analysis); tests may construct it field by field.
+
     Attributes:
         ev_per_adu: detector id -> eV per ADU (``calibration.ev_per_adu`` already applied).
         threshold_ev: pixels whose energy is below this are zeroed (None = no threshold).
         photon_energy_ev: if set, ROI values are photons, else eV.
-        i0: the I0 monitor and window, or None.
-        vetoes: point-detector vetoes, in configuration order.
-        scan_name: point detector of the scanned variable, or None without ``[scan]``.
+        i0: the I0 monitor and window, or None (its name may be an alias or a channel).
+        vetoes: vetoes, in configuration order (names may be aliases or channels).
+        scan_name: the scanned variable (a point, alias or channel), or None without ``[scan]``.
         scan_scale: multiplier of the raw scan value.
         scan_offset: added after scaling.
         scan_unit: unit of the scaled value.
         edges: bin edges (float64, strictly increasing); empty without ``[scan]``.
         pump_probe: the laser on/off rule, or None.
+        darks: detector -> dark (mean subtracted before gain and threshold).
+        masks: detector -> bool [H, W], true where a pixel never counts (``[[mask]]``
+            rectangles and pixels whose dark std exceeds ``dark_noise_max_adu``).
+        aliases: short name -> point detector.
+        channels: (name, parsed expression) in configuration order.
+        version: the analysis version reduced under (None: not one of the recording's).
     """
 
     ev_per_adu: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -64,29 +79,38 @@ class Analysis:
     scan_unit: str = ""
     edges: tuple[float, ...] = ()
     pump_probe: PumpProbeMode | None = None
+    darks: Mapping[str, DarkFrame] = field(default_factory=lambda: MappingProxyType({}))
+    masks: Mapping[str, Bool] = field(default_factory=lambda: MappingProxyType({}))
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    channels: tuple[tuple[str, Node], ...] = ()
+    version: int | None = 1
 
     @classmethod
-    def from_config(cls, config: Config, *, ev_per_adu: Mapping[str, float]) -> Analysis:
-        """Build from a configuration and the source's/recording's eV per ADU per detector.
+    def from_config(cls, config: Config, *, detectors: Mapping[str, DetectorInfo] | None = None,
+                    ev_per_adu: Mapping[str, float] | None = None, darks: Mapping[str, DarkFrame] | None = None,
+                    roi_names: Iterable[str] | None = None, version: int | None = 1,
+                    origin: str = "configuration") -> Analysis:
+        """The analysis of ``config`` over these detectors: the one place every caller builds it.
 
-        ``config.calibration.ev_per_adu`` overrides ``ev_per_adu`` detector by detector.
+        Args:
+            config: the configuration (only its analysis sections are read).
+            detectors: the source's or recording's array detectors (gain and shape);
+                ``calibration.ev_per_adu`` overrides their gain detector by detector.
+            ev_per_adu: gains of detectors whose shape is not known (tests, older callers):
+                no mask applies to those.
+            darks: detector -> dark to subtract (already loaded: from a dark file, or the
+                recording's dark version that the analysis names).
+            roi_names: the ROI names channel expressions may use (the recording's or the
+                recorder's); None skips that check (the configuration checked its own ROIs).
+            version: the analysis version this is (None: from ``-c``, not the recording's).
+            origin: the file or recording the analysis comes from, for error messages.
+
+        Raises:
+            ConfigError: a mask outside its detector, a dark of another shape than its
+                detector, or a channel naming something that is not there.
         """
-        cal = config.calibration
-        gains = MappingProxyType({**{k: float(v) for k, v in ev_per_adu.items()}, **cal.ev_per_adu})
-        scan = config.scan
-        return cls(
-            ev_per_adu=gains,
-            threshold_ev=cal.threshold_ev,
-            photon_energy_ev=cal.photon_energy_ev,
-            i0=config.i0,
-            vetoes=tuple(config.veto),
-            scan_name=scan.name if scan else None,
-            scan_scale=scan.scale if scan else 1.0,
-            scan_offset=scan.offset if scan else 0.0,
-            scan_unit=scan.unit if scan else "",
-            edges=tuple(float(e) for e in scan.edges_array()) if scan else (),
-            pump_probe=config.pump_probe,
-        )
+        return build_analysis(cls, config, detectors=detectors or {}, gains=ev_per_adu or {}, darks=darks or {},
+                              roi_names=roi_names, version=version, origin=origin)
 
     @property
     def n_bins(self) -> int:
@@ -98,25 +122,10 @@ class Analysis:
         """Keys of ``vetoed``: ``"i0"`` (with ``[i0]``) then each veto's name."""
         return (("i0",) if self.i0 else ()) + tuple(v.name for v in self.vetoes)
 
-    def calibrate(self, block: ShotBlock, key: str) -> F64:
-        """value(key, shot) for every shot of ``block``; NaN where the cutout is invalid."""
-        cut = block.cutouts[key]
-        valid = np.asarray(cut.valid, dtype=bool)
-        out = np.full(len(block), np.nan)
-        if not valid.any():
-            return out
-        gain = self.ev_per_adu.get(cut.detector)
-        if gain is None:
-            known = ", ".join(sorted(self.ev_per_adu)) or "none"
-            raise ConfigError(f"calibration.ev_per_adu: expected a value for detector {cut.detector!r} "
-                              f"(ROI {key}; known: {known}), found none")
-        # computing on every shot is cheaper than copying out the valid ones, unless few are
-        pixels = cut.pixels if valid.mean() > 0.5 else cut.pixels[valid]
-        sums = roi_sums(pixels, ev_per_adu=gain, threshold_ev=self.threshold_ev)
-        if self.photon_energy_ev is not None:
-            sums = sums / self.photon_energy_ev
-        out[valid] = sums[valid] if pixels is cut.pixels else sums
-        return out
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Channel names in configuration order."""
+        return tuple(name for name, _ in self.channels)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,8 @@ class ShotTable:
         laser: int8[n] 1 on, 0 off, -1 undecided or without ``[pump_probe]``.
         values: roi key (``name/vK``) -> float64[n] calibrated value, NaN where invalid.
         valid: roi key -> bool[n], the cutout's ``valid``.
+        nonfinite: roi key -> int64[n] pixels non-finite after dark subtraction, not masked.
+        channels: channel name -> float64[n] value (NaN where undefined).
     """
 
     tags: npt.NDArray[np.int64]
@@ -146,29 +157,48 @@ class ShotTable:
     laser: npt.NDArray[np.int8]
     values: Mapping[str, F64]
     valid: Mapping[str, Bool]
+    nonfinite: Mapping[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    channels: Mapping[str, F64] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.tags.shape[0])
 
 
-def shot_table(block: ShotBlock, analysis: Analysis) -> ShotTable:
-    """The per-shot table of ``block``; points missing from the block are NaN for every shot."""
+def shot_table(block: ShotBlock, analysis: Analysis, versions: Mapping[str, RoiVersion]) -> ShotTable:
+    """The per-shot table of ``block``; points missing from the block are NaN for every shot.
+
+    Args:
+        block: the shots.
+        analysis: what to compute.
+        versions: roi key -> its version (the rectangle), for every cutout of ``block`` that a
+            dark, a mask or ``pixels()`` applies to (``roi_versions(table.all())`` gives it).
+    """
     n = len(block)
-    i0 = _point(block, analysis.i0.name, n) if analysis.i0 else np.full(n, np.nan)
-    vetoed = _vetoes(block, analysis, i0)
+    values, nonfinite = {}, {}
+    for key, cut in block.cutouts.items():
+        values[key], nonfinite[key] = calibrate(analysis, key, cut, versions.get(key))
+    valid = {key: np.asarray(c.valid, bool) for key, c in block.cutouts.items()}
+    channels = evaluate_channels(analysis, block, values, valid) if analysis.channels else {}
+    # aliases and channels stand wherever a point name may: i0, vetoes, scan, pump-probe
+    named = block.with_(points=named_points(analysis, block, channels)) if analysis.aliases or channels else block
+    i0 = _point(named, analysis.i0.name, n) if analysis.i0 else np.full(n, np.nan)
+    vetoed = _vetoes(named, analysis, i0)
     accepted = np.ones(n, bool)
     for bad in vetoed.values():
         accepted &= ~bad
     scan = np.full(n, np.nan)
     if analysis.scan_name is not None:
-        scan = _point(block, analysis.scan_name, n) * analysis.scan_scale + analysis.scan_offset
+        scan = _point(named, analysis.scan_name, n) * analysis.scan_scale + analysis.scan_offset
     return ShotTable(
         tags=np.asarray(block.tags, np.int64), time=np.asarray(block.time, np.float64), i0=i0,
         accepted=accepted, vetoed=vetoed, scan=scan, bin=scan_bins(scan, analysis.edges),
-        laser=_laser(block, analysis, n),
-        values={key: analysis.calibrate(block, key) for key in block.cutouts},
-        valid={key: np.asarray(c.valid, bool) for key, c in block.cutouts.items()},
+        laser=_laser(named, analysis, n), values=values, valid=valid, nonfinite=nonfinite, channels=channels,
     )
+
+
+def roi_versions(versions: Iterable[RoiVersion]) -> dict[str, RoiVersion]:
+    """roi key -> version, the ``versions`` argument of :func:`shot_table`."""
+    return {v.key: v for v in versions}
 
 
 def scan_bins(values: F64, edges: tuple[float, ...] | F64) -> npt.NDArray[np.int64]:
@@ -228,7 +258,7 @@ def _laser(block: ShotBlock, analysis: Analysis, n: int) -> npt.NDArray[np.int8]
     if isinstance(pp, TagModuloPumpProbe):
         on = np.zeros(pp.cycle, np.int8)
         on[list(pp.on)] = 1
-        return on[np.asarray(block.tags) % pp.cycle]
+        return np.asarray(on[np.asarray(block.tags) % pp.cycle], np.int8)
     if isinstance(pp, PulseModuloPumpProbe | TrainModuloPumpProbe):
         # European XFEL: the pulse's index within its train, or the train id, as delivered
         # per shot by the source (tag = trainId x pulses_per_train + pulse would not do).

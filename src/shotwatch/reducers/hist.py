@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..schemas import ShotBlock
+from ..schemas import RoiVersion, ShotBlock
 from .analysis import Analysis, ShotTable, display_keys, shot_table
 
 __all__ = ["HistSeries", "Histogram"]
@@ -92,10 +92,11 @@ class Histogram:
         """Same edges, no counts."""
         return {k: s.reset() for k, s in state.items()}
 
-    def update(self, state: dict[str, HistSeries], block: ShotBlock, *,
-               table: ShotTable | None = None) -> dict[str, HistSeries]:
-        """``state`` plus ``block`` (``table``: its shot table, if already computed)."""
-        t = shot_table(block, self.analysis) if table is None else table
+    def update(self, state: dict[str, HistSeries], block: ShotBlock, *, table: ShotTable | None = None,
+               versions: Mapping[str, RoiVersion] | None = None) -> dict[str, HistSeries]:
+        """``state`` plus ``block`` (``table``: its shot table, if already computed; else
+        ``versions`` as :func:`shot_table` takes them)."""
+        t = shot_table(block, self.analysis, versions or {}) if table is None else table
         series = {"i0": t.i0[np.isfinite(t.i0)]}
         for key, v in t.values.items():
             series[key] = v[t.accepted & np.isfinite(v)]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..schemas import ShotBlock
+from ..schemas import RoiVersion, ShotBlock
 from .analysis import Analysis, ShotTable, display_keys, shot_table
 
 __all__ = ["Correlation", "RollingWindow", "Tagged", "Trend"]
@@ -59,8 +59,9 @@ def _col(t: Tagged, name: str, like: Tagged) -> Array:
     return np.full((len(t), *ref.shape[1:]), fill, ref.dtype)
 
 
-def _table(block: ShotBlock, analysis: Analysis, table: ShotTable | None) -> ShotTable:
-    return shot_table(block, analysis) if table is None else table
+def _table(block: ShotBlock, analysis: Analysis, table: ShotTable | None,
+           versions: Mapping[str, RoiVersion] | None) -> ShotTable:
+    return shot_table(block, analysis, versions or {}) if table is None else table
 
 
 def _ratio(t: ShotTable, values: F64) -> F64:
@@ -86,9 +87,11 @@ class RollingWindow:
         """No data."""
         return Tagged()
 
-    def update(self, state: Tagged, block: ShotBlock, *, table: ShotTable | None = None) -> Tagged:
-        """``state`` plus ``block`` (``table``: its shot table, if already computed)."""
-        t = _table(block, self.analysis, table)
+    def update(self, state: Tagged, block: ShotBlock, *, table: ShotTable | None = None,
+               versions: Mapping[str, RoiVersion] | None = None) -> Tagged:
+        """``state`` plus ``block`` (``table``: its shot table, if already computed; else
+        ``versions`` as :func:`shot_table` takes them)."""
+        t = _table(block, self.analysis, table, versions)
         cols: dict[str, Array] = {"i0": t.i0, "accepted": t.accepted}
         cols.update({f"value:{k}": v for k, v in t.values.items()})
         return state.merge(Tagged(t.tags, cols), self.size)
@@ -130,9 +133,11 @@ class Correlation:
         return {}
 
     def update(self, state: dict[str, Tagged], block: ShotBlock, *,
-               table: ShotTable | None = None) -> dict[str, Tagged]:
-        """``state`` plus ``block`` (``table``: its shot table, if already computed)."""
-        t = _table(block, self.analysis, table)
+               table: ShotTable | None = None,
+               versions: Mapping[str, RoiVersion] | None = None) -> dict[str, Tagged]:
+        """``state`` plus ``block`` (``table``: its shot table, if already computed; else
+        ``versions`` as :func:`shot_table` takes them)."""
+        t = _table(block, self.analysis, table, versions)
         fresh = {}
         for key, v in t.values.items():
             ok = np.isfinite(v) & np.isfinite(t.i0)
@@ -177,9 +182,11 @@ class Trend:
         """No data."""
         return Tagged()
 
-    def update(self, state: Tagged, block: ShotBlock, *, table: ShotTable | None = None) -> Tagged:
-        """``state`` plus ``block`` (``table``: its shot table, if already computed)."""
-        t = _table(block, self.analysis, table)
+    def update(self, state: Tagged, block: ShotBlock, *, table: ShotTable | None = None,
+               versions: Mapping[str, RoiVersion] | None = None) -> Tagged:
+        """``state`` plus ``block`` (``table``: its shot table, if already computed; else
+        ``versions`` as :func:`shot_table` takes them)."""
+        t = _table(block, self.analysis, table, versions)
         if not len(t):
             return state
         cols: dict[str, Array] = {}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from .config import (
+    ANALYSIS_SECTIONS,
     I0,
     PULSE_POINT,
     ROI_NAME,
+    Alarm,
     Calibration,
+    Channel,
     Config,
     EdgesRange,
     EuxfelRunSource,
     KaraboSource,
+    Mask,
     PointPumpProbe,
     PulseModuloPumpProbe,
     PumpProbe,
@@ -33,6 +37,7 @@ from .source_info import DetectorInfo, SourceInfo
 from .versions import AnalysisVersion, DarkFrame, DarkVersion
 
 __all__ = [
+    "ANALYSIS_SECTIONS", "Alarm", "Channel", "Mask",
     "AnalysisVersion", "DarkFrame", "DarkVersion", "ROI_NAME", "Calibration", "Config", "ConfigError", "Cutout", "DetectorInfo", "SourceInfo", "EdgesRange", "Frames", "I0",
     "KaraboSource", "PointPumpProbe", "PumpProbe", "Record", "RecordingError", "ReplaySource",
     "Roi", "RoiTable", "RoiVersion", "SaclaSource", "Scan", "ShotBlock", "ShotwatchRuntimeError", "SimSource", "Source",

@@ -7,25 +7,36 @@ Every model forbids unknown keys, is frozen and documents each field; the JSON s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ._model import _Model
+from .analysis_sections import Alarm, Channel, Mask
+from .expr import RESERVED
+from .namespace import check_name, name_errors
 
 __all__ = [
-    "Calibration", "Config", "EdgesRange", "EuxfelRunSource", "I0", "KaraboSource", "PULSE_POINT",
-    "PointPumpProbe", "PulseModuloPumpProbe", "PumpProbe", "Record", "ReplaySource", "Roi", "SaclaSource",
-    "Scan", "SimSource", "Source", "TagModuloPumpProbe", "TrainModuloPumpProbe", "Veto", "ROI_NAME",
+    "ANALYSIS_SECTIONS", "Alarm", "Calibration", "Channel", "Config", "EdgesRange", "EuxfelRunSource", "I0",
+    "KaraboSource", "Mask", "PULSE_POINT", "PointPumpProbe", "PulseModuloPumpProbe", "PumpProbe", "Record",
+    "ReplaySource", "Roi", "SaclaSource", "Scan", "SimSource", "Source", "TagModuloPumpProbe",
+    "TrainModuloPumpProbe", "Veto", "ROI_NAME",
 ]
+
+ANALYSIS_SECTIONS = ("calibration", "mask", "alias", "channel", "alarm", "i0", "veto", "scan", "pump_probe")
+"""The analysis: every section but ``source``, ``record`` and ``roi`` (INTERFACE.md)."""
 
 ROI_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _PULSES = re.compile(r"^(train|-?\d*:-?\d*(:-?\d*)?)$")
-
-
-class _Model(BaseModel):
-    # strict: a TOML string "4" is not a number; no NaN/inf: a NaN bound would veto nothing.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, strict=True,
-                              allow_inf_nan=False)
 
 
 # --- sources -----------------------------------------------------------------------------
@@ -172,6 +183,12 @@ class Calibration(_Model):
     """If set, ROI values are photons (energy / photon energy), else eV."""
     ev_per_adu: dict[str, Annotated[float, Field(gt=0)]] = {}
     """Detector -> eV per ADU, overriding the recording's/source's value."""
+    dark: str | dict[str, Annotated[int, Field(ge=1)]] | None = None
+    """A dark file (``shotwatch dark``; relative to the config file) whose mean is subtracted from
+    every pixel before gain and threshold; in a recording's analysis version, detector -> the
+    recording's dark version."""
+    dark_noise_max_adu: float | None = Field(None, gt=0)
+    """Pixels whose dark standard deviation (ADU) exceeds this are masked (noisy or hot)."""
 
 
 class I0(_Model):
@@ -364,6 +381,14 @@ class Config(_Model):
     """Point-detector vetoes."""
     roi: list[Roi] = []
     """Regions of interest."""
+    mask: list[Mask] = []
+    """Detector rectangles whose pixels never count."""
+    alias: dict[Annotated[str, AfterValidator(check_name)], Annotated[str, Field(min_length=1)]] = {}
+    """Short name -> point detector; usable wherever a point name is; aliased points are recorded."""
+    channel: list[Channel] = []
+    """Derived per-shot values."""
+    alarm: Alarm = Field(default_factory=Alarm)
+    """Alarms."""
     scan: Scan | None = None
     """Scan binning."""
     pump_probe: PumpProbe | None = None
@@ -381,23 +406,81 @@ class Config(_Model):
 
     @field_validator("veto", "roi")
     @classmethod
-    def _unique(cls, items: list[Any]) -> list[Any]:
+    def _unique(cls, items: list[Any]) -> list[Any]:  # also for channel, see below
         names = [item.name for item in items]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"expected unique names, found {', '.join(map(repr, dup))} more than once")
         return items
 
-    def analysis_points(self) -> list[str]:
-        """Point detectors named by the analysis sections (i0, veto, scan, pump_probe)."""
-        names: list[str] = []
-        if self.i0:
-            names.append(self.i0.name)
-        names += [v.name for v in self.veto]
-        if self.scan:
-            names.append(self.scan.name)
+    @field_validator("channel")
+    @classmethod
+    def _unique_channels(cls, items: list[Channel]) -> list[Channel]:
+        return cls._unique(items)
+
+    @model_validator(mode="after")
+    def _names(self) -> Config:
+        """One namespace (INTERFACE.md): checked here against this file's own ROIs, if it has any
+        (an analysis file for ``reduce -c`` may have none: the recording's are checked later)."""
+        errors = [(f"roi[{i}].name", f"expected a name other than {', '.join(sorted(RESERVED))}, found {r.name!r}")
+                  for i, r in enumerate(self.roi) if r.name in RESERVED]
+        errors += name_errors(aliases=self.alias, channels=[(c.name, c.tree()) for c in self.channel],
+                              roi_names=[r.name for r in self.roi] if self.roi else None, rois_from="this file")
+        vetoes = [v.name for v in self.veto]
+        if self.alarm.beam is not None and self.alarm.beam not in vetoes:
+            errors.append(("alarm.beam", f"expected the name of a [[veto]] ({', '.join(vetoes) or 'none'}), "
+                                         f"found {self.alarm.beam!r}"))
+        if errors:
+            raise _located(*errors[0])
+        return self
+
+    def analysis_point_keys(self) -> list[tuple[str, str]]:
+        """(dotted key, point detector) of every point the analysis sections read.
+
+        The names ``i0``, ``veto``, ``scan`` and ``pump_probe`` use, except aliases and channels
+        (a channel reads no point of its own), then every alias's point (aliased points are
+        recorded, INTERFACE.md), keyed ``alias.<name>``.
+        """
+        derived = set(self.alias) | {c.name for c in self.channel}
+        named: list[tuple[str, str]] = [("i0.name", self.i0.name)] if self.i0 else []
+        named += [(f"veto[{i}].name", v.name) for i, v in enumerate(self.veto)]
+        named += [("scan.name", self.scan.name)] if self.scan else []
         if isinstance(self.pump_probe, PointPumpProbe):
-            names.append(self.pump_probe.name)
+            named.append(("pump_probe.name", self.pump_probe.name))
         if isinstance(self.pump_probe, PulseModuloPumpProbe | TrainModuloPumpProbe):
-            names.append(PULSE_POINT[self.pump_probe.mode])
-        return list(dict.fromkeys(names))
+            # the reserved point the European XFEL sources deliver per shot (FACILITY.md)
+            named.append(("pump_probe.mode", PULSE_POINT[self.pump_probe.mode]))
+        return [(k, n) for k, n in named if n not in derived] + [(f"alias.{a}", p) for a, p in self.alias.items()]
+
+    def analysis_points(self) -> list[str]:
+        """Point detectors the analysis sections read (:meth:`analysis_point_keys`), each once."""
+        return list(dict.fromkeys(name for _, name in self.analysis_point_keys()))
+
+    def recorded_points(self, offered: Sequence[str] = ()) -> list[str]:
+        """The point detectors a recording of this configuration holds (INTERFACE.md).
+
+        ``source.points`` (karabo: the point names its table maps to; absent: every point in
+        ``offered`` for the simulator and replay, none for a facility) plus
+        :meth:`analysis_points`.
+        """
+        src = self.source
+        chosen: Sequence[str] | None = None
+        if isinstance(src, KaraboSource | EuxfelRunSource):
+            chosen = list(src.points.values())
+        elif isinstance(src, SimSource | SaclaSource):
+            chosen = src.points
+        if chosen is None:
+            chosen = offered if src.kind in ("sim", "replay") else []
+        return list(dict.fromkeys([*chosen, *self.analysis_points()]))
+
+
+def _located(where: str, message: str) -> ValidationError:
+    """A validation error at the dotted key ``where`` (pydantic prefixes it with the path so far)."""
+    loc: list[str | int] = []
+    for part in where.split("."):
+        name, _, index = part.partition("[")
+        loc.append(name)
+        if index:
+            loc.append(int(index.rstrip("]")))
+    detail = InitErrorDetails(type=PydanticCustomError("shotwatch_names", message), loc=tuple(loc), input=None)
+    return ValidationError.from_exception_data("Config", [detail])

@@ -181,4 +181,9 @@ def load_config(path: str | Path | None) -> Config:
         # So does a run directory's path (INTERFACE.md: relative to the config file).
         source = config.source.model_copy(update={"path": str((p.parent / config.source.path).resolve())})
         config = config.model_copy(update={"source": source})
+    dark = config.calibration.dark
+    if isinstance(dark, str) and not Path(dark).is_absolute():
+        # calibration.dark, like api_path, is relative to the config file (INTERFACE.md)
+        cal = config.calibration.model_copy(update={"dark": str((p.parent / dark).resolve())})
+        config = config.model_copy(update={"calibration": cal})
     return config

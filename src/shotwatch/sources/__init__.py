@@ -41,7 +41,7 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
 
         _check_analysis_points(config, offered=POINTS, by="the simulator")
         if src.points is not None:
-            src = src.model_copy(update={"points": list(dict.fromkeys(src.points + config.analysis_points()))})
+            src = src.model_copy(update={"points": config.recorded_points()})
         return Simulator(src, frames_every=every, rois={roi_key(r.name, 1): r for r in config.roi})
     if isinstance(src, ReplaySource):
         from .replay import Replayer
@@ -55,11 +55,6 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
 
 def _check_analysis_points(config: Config, *, offered: Sequence[str], by: str) -> None:
     """A point the source cannot know at all is a configuration error naming the key."""
-    named = [("i0.name", config.i0.name)] if config.i0 else []
-    named += [(f"veto[{i}].name", v.name) for i, v in enumerate(config.veto)]
-    named += [("scan.name", config.scan.name)] if config.scan else []
-    pp = config.pump_probe
-    named += [("pump_probe.name", pp.name)] if pp is not None and pp.mode == "point" else []
-    for key, name in named:
+    for key, name in config.analysis_point_keys():
         if name not in offered:
             raise SourceError(f"{key}: expected a point detector {by} offers ({', '.join(offered)}), found {name!r}")

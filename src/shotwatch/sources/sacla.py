@@ -64,7 +64,7 @@ def make(config: Config, *, frames_every: int | None = None) -> SaclaStream:
     src = config.source
     if not isinstance(src, SaclaSource):
         raise SourceError(f"source.kind: expected \"sacla\", found {src.kind!r}")
-    points = list(dict.fromkeys((src.points or []) + config.analysis_points()))
+    points = config.recorded_points()
     every = config.record.frames_every if frames_every is None else frames_every
     return SaclaStream(src, points=points, rois=config.roi, frames_every=every,
                        origins=point_origins(config))
