@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import ValidationError
 
 from ..schemas import (
     AnalysisVersion,
     Config,
+    ConfigError,
     Cutout,
     DarkFrame,
     DarkVersion,
@@ -30,6 +30,7 @@ from ..schemas import (
     RoiTable,
     RoiVersion,
     ShotBlock,
+    parse_config,
 )
 from ..schemas.errors import RecordingError
 from ._check import check_recording
@@ -109,13 +110,13 @@ class RecordingReader:
     @property
     def config(self) -> Config:
         """The configuration in force when recording started."""
+        config = self._attrs.get("config", {})
+        if not isinstance(config, dict):
+            raise RecordingError(f"{self._path}: attribute config: expected an object, found {type(config).__name__}")
         try:
-            return Config.model_validate(self._attrs.get("config", {}))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RecordingError(f"{self._path}: attribute config.{where}: expected a valid configuration, "
-                                 f"found {first['msg']}") from None
+            return parse_config(config, origin=f"{self._path}: attribute config")
+        except ConfigError as exc:  # the same one-line wording as a config file's
+            raise RecordingError(str(exc)) from None
 
     @property
     def source(self) -> dict[str, Any]:
