@@ -5,8 +5,9 @@ is a symlink to ``/dev/zero`` was read without bound; a chunk that is a FIFO hun
 forever; ``scan.edges.count = 2e9`` in a recording's config printed a MemoryError traceback.
 
 Each case runs the real command in a child process limited to 1 GiB of address space, with a
-timeout that only catches a hang: the answer must be one line, exit 2 (1 for a damaged
-chunk), never a traceback.
+timeout that only catches a hang: the answer must be one line, never a traceback; exit 2 for
+what someone put there (a symlink, a FIFO, sizes the files cannot hold), 1 for a chunk that
+is a regular file of plausible size but does not decode (damaged).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 import pytest
 
 import synth
-from shotwatch.recording import RecordingReader, RecordingReadError
-from shotwatch.schemas import Scan
+from shotwatch.recording import RecordingReader
+from shotwatch.schemas import RecordingError, Scan
 from test_recording import new_writer, versioned_blocks, write_plan
 from test_recording_hostile import edit_json, edit_root
 
@@ -97,9 +98,9 @@ def test_a_chunk_that_is_a_symlink_to_dev_zero_is_never_read(rec: Path) -> None:
     target = chunk(rec / "time")
     target.unlink()
     target.symlink_to("/dev/zero")
-    one_line(shotwatch("reduce", str(rec), "--json"), 1, "time: expected a regular file of at most",
+    one_line(shotwatch("reduce", str(rec), "--json"), 2, "time: expected a regular file of at most",
              f"as chunk {target.name}, found a symbolic link")
-    with pytest.raises(RecordingReadError, match="found a symbolic link"):
+    with pytest.raises(RecordingError, match="found a symbolic link"):
         list(RecordingReader(rec).blocks())
 
 
@@ -108,7 +109,7 @@ def test_a_chunk_that_is_a_fifo_does_not_hang_info(rec: Path) -> None:
     target.unlink()
     os.mkfifo(target)
     for argv in (["info", str(rec)], ["repair", str(rec)]):
-        one_line(shotwatch(*argv), 1, "tag: expected a regular file", f"chunk {target.name}, found a FIFO")
+        one_line(shotwatch(*argv), 2, "tag: expected a regular file", f"chunk {target.name}, found a FIFO")
 
 
 def test_scan_edges_count_2e9_in_a_recordings_config_is_one_line(rec: Path) -> None:
@@ -147,7 +148,7 @@ def test_a_chunk_file_larger_than_its_chunk_can_be_is_not_read(rec: Path) -> Non
     target = chunk(rec / "roi" / "a" / "v1" / "pixels")
     with open(target, "wb") as f:
         f.truncate(200 << 20)  # sparse: 200 MiB claimed, nothing on disk
-    one_line(shotwatch("reduce", str(rec), "--json"), 1, "roi/a/v1/pixels: expected a regular file of at most",
+    one_line(shotwatch("reduce", str(rec), "--json"), 2, "roi/a/v1/pixels: expected a regular file of at most",
              f"as chunk {target.name}, found {200 << 20} bytes, more than the")
 
 

@@ -26,7 +26,7 @@ from ..schemas.errors import RecordingError
 from ._decode import chunk_spec, read_rows, require_chunks
 from ._durable import fsync_dir, fsync_file
 from ._format import CHUNK_KEYS, codecs_for, decode_name, jsonable, pixel_chunk
-from ._store import SafeStore
+from ._store import SafeStore, reading_metadata
 
 __all__ = ["check_frame", "dark_versions", "read_dark", "write_dark_group"]
 
@@ -84,13 +84,18 @@ def write_dark_group(target: Path, det: str, frame: DarkFrame, *, shape: tuple[i
 
 def dark_versions(root: zarr.Group, where: str) -> list[tuple[DarkVersion, zarr.Group]]:
     """Every ``dark/<det>/v<k>`` group of a recording with its validated attributes."""
-    dark = root.get("dark")
+    with reading_metadata(root):
+        dark = root.get("dark")
     if not isinstance(dark, zarr.Group):
         return []
     out = []
-    for enc, per_det in dark.groups():
+    with reading_metadata(dark):
+        per_dets = list(dark.groups())
+    for enc, per_det in per_dets:
         det = per_det.attrs.get("name", decode_name(enc))
-        for vname, group in per_det.groups():
+        with reading_metadata(per_det):
+            versions = list(per_det.groups())
+        for vname, group in versions:
             if not (vname.startswith("v") and vname[1:].isascii() and vname[1:].isdigit()):
                 continue  # not a version group written by us: ignore
             attrs = dict(group.attrs)
@@ -122,7 +127,8 @@ def read_dark(group: zarr.Group, where: str, *, frames: int, first_tag: int, las
     path = group.path or "."
     arrays = []
     for which in ("mean", "std"):
-        arr = group.get(which)
+        with reading_metadata(group):
+            arr = group.get(which)
         if not isinstance(arr, zarr.Array):
             raise RecordingError(f"{where}: {path}/{which}: expected a float32 (y, x) array, found "
                                  f"{'none' if arr is None else 'a group'}")

@@ -14,8 +14,10 @@ zarr's asynchronous codec pipeline, for two reasons:
   inside the rows asked for decodes in place into the result: no temporary, no copy, and
   none of zarr's per-chunk bookkeeping (a few hundred microseconds per chunk).
 
-A chunk file that is missing reads as the fill value (zarr's rule); one that cannot be read
-or decoded raises RecordingReadError naming the array and the chunk (exit 1).
+A chunk file that is missing reads as the fill value (zarr's rule); one that is not a regular
+file or larger than a chunk can be encoded is refused (RecordingError, exit 2: something put
+it there); one that cannot be read or decoded raises RecordingReadError naming the array and
+the chunk (exit 1: the recording is damaged).
 """
 
 from __future__ import annotations
@@ -107,8 +109,10 @@ def read_rows(array: zarr.Array, a: int, b: int, where: str | os.PathLike[str],
     """Rows ``[a, b)`` of ``array`` (``b`` clipped to its length) in native byte order.
 
     Raises:
-        RecordingReadError: a chunk file is not a regular file, too large, or does not
-            decode to exactly one chunk; the message names the array and the chunk.
+        RecordingError: a chunk file is not a regular file, or larger than one chunk can
+            be encoded.
+        RecordingReadError: a chunk file cannot be read or does not decode to exactly one
+            chunk; the message names the array and the chunk.
     """
     spec = spec or chunk_spec(array, where)
     shape = tuple(int(n) for n in array.shape)
@@ -129,9 +133,9 @@ def read_rows(array: zarr.Array, a: int, b: int, where: str | os.PathLike[str],
         except (FileNotFoundError, NotADirectoryError):
             _region(out, coords, spec.chunks, a, b)[0][...] = array.fill_value
             continue
-        except UnsafeFile as exc:
-            raise RecordingReadError(f"{where}: {array.path}: expected a regular file of at most "
-                                     f"{spec.max_file} bytes as chunk {key}, found {exc.what}") from None
+        except UnsafeFile as exc:  # planted, not decayed: bad input (exit 2), unlike a damaged chunk
+            raise RecordingError(f"{where}: {array.path}: expected a regular file of at most "
+                                 f"{spec.max_file} bytes as chunk {key}, found {exc.what}") from None
         except OSError as exc:
             raise _damaged(where, array, key, exc) from None
         try:

@@ -150,9 +150,9 @@ def check_path(path: Path, what: str = "a shotwatch recording") -> None:
         raise RecordingError(f"{path}: expected {what} (a zarr v3 group), found {found}")
 
 
-def open_root(path: Path, *, mode: str) -> zarr.Group:
-    """The recording's root group; RecordingError (naming ``path``) if it is not one."""
-    check_path(path)
+def open_root(path: Path, *, mode: str, what: str = "a shotwatch recording") -> zarr.Group:
+    """The recording's (or dark file's) root group; RecordingError (naming ``path``) if it is not one."""
+    check_path(path, what)
     try:
         store = SafeStore(path, read_only=(mode == "r"))
         return zarr.open_group(store=store, mode="r" if mode == "r" else "r+", zarr_format=3)

@@ -14,6 +14,7 @@ from ..schemas import RoiTable, RoiVersion, ShotBlock
 from ..schemas.errors import RecordingError
 from ._decode import ChunkSpec, chunk_spec, read_rows, rows_on_disk
 from ._format import CHUNK_KEYS, SHOT_CHUNK, codecs_for, decode_name, encode_name, pixel_chunk, trim_array
+from ._store import reading_metadata
 
 __all__ = ["FrameArrays", "Layout", "VersionArrays", "check_block", "committed_frames", "roi_table", "truncate"]
 
@@ -279,7 +280,8 @@ def _version_from_attrs(where: str, roi_name: str, number: int, attrs: dict[str,
 
 
 def _required(root: zarr.Group, name: str, where: str) -> zarr.Array:
-    node = root.get(name)
+    with reading_metadata(root):
+        node = root.get(name)
     if not isinstance(node, zarr.Array):
         found = "none" if node is None else "a group"
         raise RecordingError(f"{where}: expected array {name!r} of a recording, found {found}")
@@ -311,24 +313,27 @@ def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: 
 
 
 def _child(group: zarr.Group, name: str) -> zarr.Group:
-    if name not in group:
+    with reading_metadata(group):
+        child = group.get(name)
+    if child is None:
         return group.create_group(name) if not group.store.read_only else zarr.create_group(
             store=zarr.storage.MemoryStore(), zarr_format=3)
-    child = group[name]
-    assert isinstance(child, zarr.Group)
+    if not isinstance(child, zarr.Group):
+        raise RecordingError(f"{_where(group)}: {name}: expected a group, found an array")
     return child
 
 
 def _groups(group: zarr.Group) -> list[tuple[str, zarr.Group]]:
-    return [(n, g) for n, g in group.groups()]
+    with reading_metadata(group):
+        return [(n, g) for n, g in group.groups()]
 
 
 def _arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:
-    return [(n, a) for n, a in group.arrays()]
+    with reading_metadata(group):
+        return [(n, a) for n, a in group.arrays()]
 
 
 def _array(group: zarr.Group, name: str) -> zarr.Array | None:
-    if name not in group:
-        return None
-    arr = group[name]
+    with reading_metadata(group):
+        arr = group.get(name)
     return arr if isinstance(arr, zarr.Array) else None

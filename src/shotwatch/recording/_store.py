@@ -27,17 +27,18 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import zarr
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.storage import LocalStore
 
-from ..schemas.errors import RecordingError
+from ..schemas.errors import RecordingError, UsageError
 from ._durable import Durability
 
 if TYPE_CHECKING:
     from zarr.core.buffer import BufferPrototype
 
-__all__ = ["META_MAX_BYTES", "SafeStore", "UnsafeFile", "read_regular", "refusing_unsafe"]
+__all__ = ["META_MAX_BYTES", "SafeStore", "UnsafeFile", "read_regular", "reading_metadata", "refusing_unsafe"]
 
 # The root zarr.json grows with marks and analysis versions (a few kB each); 32 MiB is
 # thousands of them and still parses in well under a second.
@@ -67,6 +68,28 @@ def refusing_unsafe() -> Iterator[None]:
         yield
     except UnsafeFile as exc:
         raise RecordingError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def reading_metadata(group: zarr.Group) -> Iterator[None]:
+    """zarr's errors parsing a crafted ``zarr.json`` below ``group`` as one line (RecordingError).
+
+    zarr raises TypeError, ValueError or KeyError for metadata it cannot make sense of (a
+    fill value that is not of the data type, a missing field, bad JSON); our own refusals
+    (UsageError) pass through unchanged.
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except UnsafeFile as exc:
+        raise RecordingError(str(exc)) from None
+    except (TypeError, ValueError, KeyError) as exc:
+        store = group.store
+        where = Path(store.root, group.path) if isinstance(store, LocalStore) else group.path
+        why = " ".join(str(exc).split())[:160]
+        raise RecordingError(f"{where}: expected valid zarr v3 metadata below it, found {type(exc).__name__}: "
+                             f"{why}") from None
 
 
 def read_regular(path: str | os.PathLike[str], limit: int) -> bytearray:
