@@ -10,7 +10,7 @@ from typing import Any
 from .. import __version__
 from ..schemas import Config, SourceInfo
 from ..schemas.errors import RecordingError
-from ._format import FORMAT, VERSION, jsonable
+from ._format import FORMAT, VERSION, json_object, jsonable
 from ._versions import NOT_ANALYSIS, first_analysis
 
 __all__ = ["check_compatible", "det_dtype", "detectors_attr", "new_attrs"]
@@ -25,7 +25,7 @@ def new_attrs(config: Config, source: SourceInfo) -> dict[str, Any]:
     src = {"kind": source.kind, "run": source.run, "hightag": source.hightag,
            **{k: v for k, v in source.attrs.items() if k not in ("kind", "run", "hightag")}}
     config_json = jsonable(config.model_dump(mode="json"))
-    return jsonable({
+    return json_object({
         "format": FORMAT, "version": VERSION, "committed": 0, "closed": False,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "software": f"shotwatch {__version__}",
         "source": src, "config": config_json, "detectors": detectors_attr(source), "marks": [],

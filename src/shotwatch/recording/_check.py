@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 from pydantic import ValidationError
+from zarr.types import AnyArray
 
 from ..schemas import DetectorInfo
 from ..schemas.errors import RecordingError
@@ -80,7 +81,7 @@ def check_recording(root: zarr.Group, path: str | os.PathLike[str], attrs: dict[
     return Checked(layout, detectors, tags, frame_counts)
 
 
-def shot_arrays(layout: Layout, committed: int) -> list[zarr.Array]:
+def shot_arrays(layout: Layout, committed: int) -> list[AnyArray]:
     """The per-shot arrays that must hold ``committed`` shots.
 
     ``tag``, ``time``, every point, and the cutouts of the ROI versions that started by

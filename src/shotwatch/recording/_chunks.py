@@ -24,9 +24,9 @@ from typing import Any
 
 import numcodecs
 import numpy as np
-import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 from zarr.storage import LocalStore
+from zarr.types import AnyArray
 
 from ._durable import Durability
 
@@ -47,7 +47,7 @@ class ChunkAppender:
         durability: where every file written is noted for a later fsync.
     """
 
-    def __init__(self, array: zarr.Array, length: int, *, read: Callable[[zarr.Array, int, int], np.ndarray[Any, Any]],
+    def __init__(self, array: AnyArray, length: int, *, read: Callable[[AnyArray, int, int], np.ndarray[Any, Any]],
                  durability: Durability) -> None:
         self.array = array
         self._c = int(array.chunks[0])
@@ -129,12 +129,12 @@ class ChunkAppender:
         return run
 
 
-def _set_rows(array: zarr.Array, segments: list[tuple[int, np.ndarray[Any, Any]]]) -> None:
+def _set_rows(array: AnyArray, segments: list[tuple[int, np.ndarray[Any, Any]]]) -> None:
     for s, d in segments:
         array[s:s + len(d)] = d
 
 
-def _encoder(array: zarr.Array) -> Callable[[np.ndarray[Any, Any]], Any] | None:
+def _encoder(array: AnyArray) -> Callable[[np.ndarray[Any, Any]], Any] | None:
     """Chunk encoder equal to the array's codec chain, or None where we do not handle it."""
     meta = array.metadata
     codecs = list(getattr(meta, "codecs", ()))
@@ -148,5 +148,5 @@ def _encoder(array: zarr.Array) -> Callable[[np.ndarray[Any, Any]], Any] | None:
         b = codecs[1]
         codec = numcodecs.Blosc(cname=b.cname.value, clevel=b.clevel, shuffle=_SHUFFLE[b.shuffle.value],
                                 blocksize=b.blocksize)
-        return codec.encode  # type: ignore[no-any-return]
+        return codec.encode  # type: ignore[no-any-return]  # numcodecs has no type hints
     return None

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import zarr
+from zarr.types import AnyArray
 
 from ..schemas import Frames, ShotBlock
 from ._chunks import ChunkAppender
@@ -55,9 +55,9 @@ class ArrayWriter:
         Each array gets the blocks' pieces as segments (no concatenated copy of the commit);
         a piece a block lacks (a point or cutout it did not carry) reads as the fill value.
         """
-        segments: dict[str, tuple[zarr.Array, list[tuple[int, np.ndarray[Any, Any]]]]] = {}
+        segments: dict[str, tuple[AnyArray, list[tuple[int, np.ndarray[Any, Any]]]]] = {}
 
-        def add(array: zarr.Array, row: int, data: np.ndarray[Any, Any]) -> None:
+        def add(array: AnyArray, row: int, data: np.ndarray[Any, Any]) -> None:
             segments.setdefault(array.path, (array, []))[1].append((row, data))
 
         frame_needs: dict[str, int] = {}
@@ -83,13 +83,13 @@ class ArrayWriter:
         self.run([job for array, segs in segments.values()
                    for job in self._appender(array, segs[0][0], sync=sync).jobs(segs)])
 
-    def point_array(self, name: str) -> zarr.Array:
+    def point_array(self, name: str) -> AnyArray:
         arr = self.layout.points.get(name)
         if arr is None:  # a point that appeared mid-run: NaN before
             arr = self.layout.add_point(name, self.capacity)
         return arr
 
-    def _version_arrays(self, key: str, dtype: np.dtype[Any]) -> tuple[zarr.Array, zarr.Array]:
+    def _version_arrays(self, key: str, dtype: np.dtype[Any]) -> tuple[AnyArray, AnyArray]:
         va = self.layout.versions[key]
         if va.pixels is None or va.valid is None:  # the detector's dtype was not known at set_rois
             self.layout.add_version_arrays(va, dtype, self.capacity)
@@ -104,7 +104,7 @@ class ArrayWriter:
 
     def _grow(self, shots: int, frames: dict[str, int]) -> None:
         """Resize every array that needs it, all in one burst (FORMAT.md: grow rarely, in steps)."""
-        resizes: list[tuple[zarr.Array, tuple[int, ...]]] = []
+        resizes: list[tuple[AnyArray, tuple[int, ...]]] = []
         if shots > self.capacity:
             cap = -(-max(shots, 2 * self.capacity) // SHOT_CHUNK) * SHOT_CHUNK
             resizes += [(a, (cap, *a.shape[1:])) for a in self.layout.shot_arrays()]
@@ -117,7 +117,7 @@ class ArrayWriter:
                 resizes += [(fa.pixels, (cap, *fa.pixels.shape[1:])), (fa.shot, (cap,))]
         self.run([functools.partial(a.resize, s) for a, s in resizes])
 
-    def _appender(self, array: zarr.Array, start: int, *, sync: bool) -> ChunkAppender:
+    def _appender(self, array: AnyArray, start: int, *, sync: bool) -> ChunkAppender:
         """The appender of ``array``; a new one starts at ``start`` (all before is final on disk)."""
         app = self._apps.get(array.path)
         if app is None:

@@ -39,6 +39,7 @@ import numpy.typing as npt
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.core.metadata import ArrayV3Metadata
+from zarr.types import AnyArray
 
 from ..schemas.errors import RecordingError
 from ._format import RecordingReadError
@@ -69,7 +70,7 @@ class ChunkSpec:
     """Most bytes one chunk file may have."""
 
 
-def chunk_spec(array: zarr.Array, where: str | os.PathLike[str]) -> ChunkSpec:
+def chunk_spec(array: AnyArray, where: str | os.PathLike[str]) -> ChunkSpec:
     """The ChunkSpec of ``array``; RecordingError naming it if FORMAT.md does not allow it.
 
     Registers the cap of its chunk files with the array's store when it is a SafeStore.
@@ -104,7 +105,7 @@ def chunk_spec(array: zarr.Array, where: str | os.PathLike[str]) -> ChunkSpec:
     return ChunkSpec(directory, chunks, dtype, compressor, nbytes, max_file)
 
 
-def read_rows(array: zarr.Array, a: int, b: int, where: str | os.PathLike[str],
+def read_rows(array: AnyArray, a: int, b: int, where: str | os.PathLike[str],
               spec: ChunkSpec | None = None) -> Array:
     """Rows ``[a, b)`` of ``array`` (``b`` clipped to its length) in native byte order.
 
@@ -151,7 +152,7 @@ def read_rows(array: zarr.Array, a: int, b: int, where: str | os.PathLike[str],
     return out
 
 
-def rows_on_disk(array: zarr.Array, spec: ChunkSpec) -> int:
+def rows_on_disk(array: AnyArray, spec: ChunkSpec) -> int:
     """Rows up to the end of the last chunk file on disk (at most the array's length).
 
     Rows past it read as the fill value: a reader that only wants written rows (the frames'
@@ -163,7 +164,7 @@ def rows_on_disk(array: zarr.Array, spec: ChunkSpec) -> int:
     return min(int(array.shape[0]), (last + 1) * spec.chunks[0])
 
 
-def require_chunks(array: zarr.Array, rows: int, spec: ChunkSpec, where: str | os.PathLike[str],
+def require_chunks(array: AnyArray, rows: int, spec: ChunkSpec, where: str | os.PathLike[str],
                    what: str) -> None:
     """RecordingError unless every chunk file holding rows ``[0, rows)`` is on disk.
 
@@ -234,13 +235,13 @@ def _decode(data: bytearray, dest: Array, spec: ChunkSpec) -> None:
         dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
 
 
-def _damaged(where: str | os.PathLike[str], array: zarr.Array, key: str, exc: BaseException) -> RecordingReadError:
+def _damaged(where: str | os.PathLike[str], array: AnyArray, key: str, exc: BaseException) -> RecordingReadError:
     why = " ".join(str(exc).split())[:200]
     return RecordingReadError(f"{where}: {array.path}: expected a readable chunk {key}, found it damaged "
                               f"({type(exc).__name__}: {why})")
 
 
-def _present(array: zarr.Array, spec: ChunkSpec) -> Iterator[tuple[int, ...]]:
+def _present(array: AnyArray, spec: ChunkSpec) -> Iterator[tuple[int, ...]]:
     """Coordinates of the chunk files on disk (regular files with a valid key)."""
     if spec.directory is None:  # pragma: no cover - recordings are always local stores
         return

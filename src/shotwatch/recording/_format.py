@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.types import AnyArray
 
 from ..schemas.errors import RecordingError, ShotwatchRuntimeError
 from ._store import SafeStore, UnsafeFile
 
 __all__ = [
     "CHUNK_KEYS", "FORMAT", "SHOT_CHUNK", "VERSION", "RecordingReadError", "RecordingWriteError", "check_attrs", "check_path",
-    "codecs_for", "decode_name", "disk_bytes", "encode_name", "jsonable", "open_root", "pixel_chunk",
+    "codecs_for", "decode_name", "disk_bytes", "encode_name", "json_object", "jsonable", "open_root", "pixel_chunk",
     "remove_temp_files", "trim_array",
 ]
 
@@ -120,6 +121,13 @@ def jsonable(value: Any) -> Any:
     zarr would write NaN as a bare ``NaN`` token, which strict JSON readers refuse.
     """
     return _finite(json.loads(json.dumps(value, default=_json_default)))
+
+
+def json_object(value: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`jsonable` of a mapping, typed as the object it stays."""
+    out = jsonable(value)
+    assert isinstance(out, dict)
+    return out
 
 
 def _finite(value: Any) -> Any:
@@ -211,7 +219,7 @@ def remove_temp_files(path: Path) -> int:
     return removed
 
 
-def trim_array(array: zarr.Array, length: int) -> int | None:
+def trim_array(array: AnyArray, length: int) -> int | None:
     """Trim ``array``'s first axis to exactly ``length``; returns the old length if it changed.
 
     Never grows an array (ValueError if it is shorter than ``length``).

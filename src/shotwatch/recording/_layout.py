@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.types import AnyArray
 
 from ..schemas import RoiTable, RoiVersion, ShotBlock
 from ..schemas.errors import RecordingError
@@ -27,16 +28,16 @@ class VersionArrays:
     """One ROI version group; arrays are None until the first cutout (unknown dtype)."""
 
     version: RoiVersion
-    pixels: zarr.Array | None = None
-    valid: zarr.Array | None = None
+    pixels: AnyArray | None = None
+    valid: AnyArray | None = None
 
 
 @dataclass
 class FrameArrays:
     """``frame/<det>``: pixels (frame, y, x) and the shot index of each frame."""
 
-    pixels: zarr.Array
-    shot: zarr.Array
+    pixels: AnyArray
+    shot: AnyArray
 
 
 @dataclass
@@ -44,9 +45,9 @@ class Layout:
     """Every array of an open recording, keyed as the rest of shotwatch keys them."""
 
     root: zarr.Group
-    tag: zarr.Array
-    time: zarr.Array
-    points: dict[str, zarr.Array] = field(default_factory=dict)
+    tag: AnyArray
+    time: AnyArray
+    points: dict[str, AnyArray] = field(default_factory=dict)
     versions: dict[str, VersionArrays] = field(default_factory=dict)
     frames: dict[str, FrameArrays] = field(default_factory=dict)
     specs: dict[str, ChunkSpec] = field(default_factory=dict)
@@ -54,14 +55,14 @@ class Layout:
     where: str = ""
     """The recording, for messages."""
 
-    def spec(self, array: zarr.Array) -> ChunkSpec:
+    def spec(self, array: AnyArray) -> ChunkSpec:
         """How ``array``'s chunks are read (computed once; RecordingError if FORMAT.md forbids it)."""
         spec = self.specs.get(array.path)
         if spec is None:
             spec = self.specs[array.path] = chunk_spec(array, self.where or _where(self.root))
         return spec
 
-    def read(self, array: zarr.Array, a: int, b: int) -> np.ndarray[Any, Any]:
+    def read(self, array: AnyArray, a: int, b: int) -> np.ndarray[Any, Any]:
         """Rows ``[a, b)`` of ``array`` (RecordingReadError naming a damaged chunk)."""
         return read_rows(array, a, b, self.where or _where(self.root), self.spec(array))
 
@@ -109,14 +110,14 @@ class Layout:
             layout.spec(arr)  # refuses what FORMAT.md does not allow, before any read
         return layout
 
-    def all_arrays(self) -> list[zarr.Array]:
+    def all_arrays(self) -> list[AnyArray]:
         """Every array of the layout (per-shot and frame arrays)."""
         out = self.shot_arrays()
         for fa in self.frames.values():
             out += [fa.pixels, fa.shot]
         return out
 
-    def shot_arrays(self) -> list[zarr.Array]:
+    def shot_arrays(self) -> list[AnyArray]:
         """Every array whose first axis is the shot axis."""
         out = [self.tag, self.time, *self.points.values()]
         for va in self.versions.values():
@@ -133,7 +134,7 @@ class Layout:
         for name in ("point", "roi", "frame"):
             root.create_group(name)
 
-    def add_point(self, name: str, capacity: int) -> zarr.Array:
+    def add_point(self, name: str, capacity: int) -> AnyArray:
         """A NaN-filled ``point/<key>`` array with attribute ``name``."""
         arr = _new_array(_child(self.root, "point"), encode_name(name), np.dtype(np.float64),
                          capacity=capacity, chunk=SHOT_CHUNK, attributes={"name": name})
@@ -239,7 +240,7 @@ def roi_table(versions: Iterable[RoiVersion], committed: int) -> RoiTable:
     return RoiTable.from_versions(out)
 
 
-def committed_frames(layout: Layout, shot: zarr.Array, committed: int) -> int:
+def committed_frames(layout: Layout, shot: AnyArray, committed: int) -> int:
     """How many leading frames belong to committed shots (their ``shot`` is in [0, committed)).
 
     Reads no further than the chunk files on disk: past them ``shot`` is its fill value -1.
@@ -279,7 +280,7 @@ def _version_from_attrs(where: str, roi_name: str, number: int, attrs: dict[str,
                       int(attrs["first_shot"]), int(attrs["first_tag"]))
 
 
-def _required(root: zarr.Group, name: str, where: str) -> zarr.Array:
+def _required(root: zarr.Group, name: str, where: str) -> AnyArray:
     with reading_metadata(root):
         node = root.get(name)
     if not isinstance(node, zarr.Array):
@@ -292,7 +293,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_dtype(arr: zarr.Array, where: str, kinds: str, ndim: int, expected: str) -> None:
+def _check_dtype(arr: AnyArray, where: str, kinds: str, ndim: int, expected: str) -> None:
     if arr.dtype.kind not in kinds:
         raise RecordingError(f"{where}: {arr.path}: expected dtype {expected}, found {arr.dtype}")
     if arr.ndim != ndim:
@@ -305,7 +306,7 @@ def _where(root: zarr.Group) -> str:
 
 
 def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: int, chunk: int,
-               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> zarr.Array:
+               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> AnyArray:
     return group.create_array(
         name, shape=(capacity, *tail), dtype=dtype, chunks=(chunk, *tail), compressors=codecs_for(dtype),
         fill_value=_FILL[dtype.kind], dimension_names=("shot", "y", "x")[: 1 + len(tail)],
@@ -328,12 +329,12 @@ def _groups(group: zarr.Group) -> list[tuple[str, zarr.Group]]:
         return [(n, g) for n, g in group.groups()]
 
 
-def _arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:
+def _arrays(group: zarr.Group) -> list[tuple[str, AnyArray]]:
     with reading_metadata(group):
         return [(n, a) for n, a in group.arrays()]
 
 
-def _array(group: zarr.Group, name: str) -> zarr.Array | None:
+def _array(group: zarr.Group, name: str) -> AnyArray | None:
     with reading_metadata(group):
         arr = group.get(name)
     return arr if isinstance(arr, zarr.Array) else None

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from ..schemas import AnalysisVersion
 from ..schemas.errors import RecordingError
-from ._format import jsonable
+from ._format import json_object
 
 __all__ = ["NOT_ANALYSIS", "analysis_sections", "check_dark_refs", "dark_refs", "first_analysis",
            "parse_analysis", "without_tail"]
@@ -43,7 +43,7 @@ def analysis_sections(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def first_analysis(config: Mapping[str, Any], *, first_tag: int = -1, at: float | None = None) -> dict[str, Any]:
     """Version 1 as a JSON entry of ``analysis``."""
-    return jsonable({"version": 1, "first_shot": 0, "first_tag": first_tag,
+    return json_object({"version": 1, "first_shot": 0, "first_tag": first_tag,
                      "time": time.time() if at is None else at, "by": "", "config": analysis_sections(config)})
 
 

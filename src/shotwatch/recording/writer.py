@@ -12,6 +12,7 @@ changes anything until it is closed.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -169,8 +170,8 @@ class RecordingWriter:
                     raise RecordingError(f"{self._path}: roi/{v.name}/v{v.version}: expected first_shot >= "
                                          f"{self._written()} (shots written so far), found {v.first_shot}")
                 dtype = det_dtype(self._attrs, v.detector)
-                self._guard(lambda v=v, dtype=dtype: self._layout.add_version(  # type: ignore[misc]
-                    v, dtype=dtype, capacity=self._arrays.capacity))
+                self._guard(functools.partial(self._layout.add_version, v, dtype=dtype,
+                                              capacity=self._arrays.capacity))
             elif (known.version.detector, known.version.x, known.version.y, known.version.first_shot) != (
                     v.detector, v.x, v.y, v.first_shot):
                 raise RecordingError(f"{self._path}: roi/{v.name}/v{v.version}: expected the recorded version "
