@@ -209,7 +209,7 @@ def _region(out: Array, coords: tuple[int, ...], chunks: tuple[int, ...], a: int
     return out[tuple(dst)], tuple(src)
 
 
-def _decode(data: bytearray, dest: Array, spec: ChunkSpec) -> None:
+def _decode(data: memoryview, dest: Array, spec: ChunkSpec) -> None:
     """Decode one chunk file into ``dest`` (C-contiguous, exactly one chunk)."""
     if spec.compressor == "blosc":
         # Check the header first: blosc trusts its sizes (cbytes past the buffer would read

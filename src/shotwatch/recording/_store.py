@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import zarr
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import Buffer, default_buffer_prototype
@@ -92,8 +93,11 @@ def reading_metadata(group: zarr.Group) -> Iterator[None]:
                              f"{why}") from None
 
 
-def read_regular(path: str | os.PathLike[str], limit: int) -> bytearray:
+def read_regular(path: str | os.PathLike[str], limit: int) -> memoryview:
     """The whole content of the regular file ``path``, at most ``limit`` bytes.
+
+    Read into an uninitialised buffer (no zero fill: for the float32 chunks of a reduction
+    that was 7 % of the time), one ``readinto`` per file.
 
     Raises:
         FileNotFoundError, IsADirectoryError, NotADirectoryError: as ``open`` would (zarr
@@ -115,17 +119,14 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytearray:
             raise UnsafeFile(path, next((what for test, what in _KINDS if test(st.st_mode)), "a special file"))
         if st.st_size > limit:
             raise UnsafeFile(path, f"{st.st_size} bytes, more than the {limit} it can hold")
-        buf = bytearray(st.st_size)
-        view, got = memoryview(buf), 0
-        while got < len(buf):  # a file shrinking under us ends early; never read past its size
+        view = np.empty(st.st_size, dtype=np.uint8).data
+        got = 0
+        while got < len(view):  # a file shrinking under us ends early; never read past its size
             n = f.readinto(view[got:])
             if not n:
                 break
             got += n
-        del view
-        if got < len(buf):
-            del buf[got:]
-        return buf
+        return view[:got]
 
 
 class SafeStore(LocalStore):
@@ -163,7 +164,7 @@ class SafeStore(LocalStore):
             data = read_regular(self.root / key, self.limit(key))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
-        return prototype.buffer.from_bytes(_slice(data, byte_range))
+        return prototype.buffer.from_bytes(bytes(_slice(data, byte_range)))
 
     def get_sync(self, key: str, *, prototype: BufferPrototype | None = None,
                  byte_range: ByteRequest | None = None) -> Buffer | None:
@@ -222,7 +223,7 @@ class SafeStore(LocalStore):
                 yield name
 
 
-def _slice(data: bytearray, byte_range: ByteRequest | None) -> bytearray:
+def _slice(data: memoryview, byte_range: ByteRequest | None) -> memoryview:
     if byte_range is None:
         return data
     if isinstance(byte_range, RangeByteRequest):

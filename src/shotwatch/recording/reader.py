@@ -8,6 +8,7 @@ shots (every chunk file is replaced atomically).
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -47,6 +48,9 @@ _WORKERS = 4
 # Most bytes of one block: a detector's rows could be huge in a crafted recording, and a
 # block of 4096 such shots must not be allocated whole.
 _BLOCK_BYTES = 256 << 20
+_BLOCK_TARGET = 16 << 20
+_BLOCK_MIN, _BLOCK_MAX = 64, 4096
+_AHEAD = 3
 
 
 class RecordingReader:
@@ -156,12 +160,21 @@ class RecordingReader:
         view._start, view._stop = lo, max(lo, hi)
         return view
 
-    def blocks(self, *, size: int = 4096, frames: bool = False) -> Iterator[ShotBlock]:
+    def blocks(self, *, size: int | None = None, frames: bool = False) -> Iterator[ShotBlock]:
         """The view's shots as consecutive blocks of at most ``size`` shots.
 
         A block carries cutouts for the ROI versions active for at least one of its shots,
         and (with ``frames=True``) the stored frames of its shots, indexed within the block.
+
+        Args:
+            size: shots per block; default: the power of two nearest ~16 MiB of data (64 to
+                4096 shots; 512 for the standard stream in uint16, 256 in float32). Small
+                enough that a block the reader just decoded is still in the processor's
+                cache when the caller reduces it: against 4096-shot blocks a reduction ran
+                1.6x (uint16) to 2x (float32) faster (benchmarks/bench_reduce.py).
         """
+        if size is None:
+            size = _auto_size(self._shot_bytes())
         if size < 1:
             raise ValueError(f"size: expected >= 1, found {size}")
         size = min(size, max(1, _BLOCK_BYTES // self._shot_bytes()))
@@ -173,9 +186,9 @@ class RecordingReader:
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="recording-read") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="recording-ahead") as ahead:
             pending: deque[Future[ShotBlock]] = deque()
-            for a, b in ranges[:2]:
+            for a, b in ranges[:_AHEAD]:
                 pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
-            for a, b in ranges[2:]:
+            for a, b in ranges[_AHEAD:]:
                 block = pending.popleft().result()
                 pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
                 yield block
@@ -327,6 +340,12 @@ class RecordingReader:
         src = self._attrs.get("source", {})
         return ShotBlock(self._all_tags[a:b].copy(), got[("time", "")], {n: got[("point", n)] for n in lay.points},
                          cutouts, frames, run=src.get("run"), hightag=src.get("hightag"))
+
+
+def _auto_size(shot_bytes: int) -> int:
+    """Shots per block when the caller does not say: the power of two nearest _BLOCK_TARGET bytes."""
+    shots = max(1.0, _BLOCK_TARGET / max(1, shot_bytes))
+    return int(min(_BLOCK_MAX, max(_BLOCK_MIN, 2 ** round(math.log2(shots)))))
 
 
 class _RowCache:
