@@ -122,7 +122,7 @@ def test_scan_edges_count_2e9_in_a_recordings_config_is_one_line(rec: Path) -> N
             v["config"]["scan"] = scan
     edit_json(rec / "zarr.json", crafted)
     one_line(shotwatch("reduce", str(rec), "--json"), 2,
-             f"{rec}: attribute config: scan.edges.count: expected less than or equal to 100000, found 2000000000")
+             f"{rec}: attribute config.scan.edges.count: expected less than or equal to 100000, found 2000000000")
 
 
 def test_scan_bins_are_capped_in_the_model() -> None:

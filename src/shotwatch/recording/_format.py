@@ -200,8 +200,8 @@ def disk_bytes(path: Path) -> int:
     return total
 
 
-def remove_temp_files(path: Path) -> int:
-    """Delete what a crash leaves under ``path``; returns how many.
+def remove_temp_files(path: Path, *, dry: bool = False) -> int:
+    """Delete what a crash leaves under ``path`` (``dry``: only count it); returns how many.
 
     zarr's and our ``*.partial`` files, and hidden directories (a dark version being
     written is built in ``.v<k>.<hex>`` and renamed into place).
@@ -209,12 +209,14 @@ def remove_temp_files(path: Path) -> int:
     removed = 0
     for dirpath, dirs, files in os.walk(path):
         for name in [d for d in dirs if d.startswith(".")]:
-            shutil.rmtree(Path(dirpath, name), ignore_errors=True)
+            if not dry:
+                shutil.rmtree(Path(dirpath, name), ignore_errors=True)
             dirs.remove(name)
             removed += 1
         for name in files:
             if name.endswith(TEMP_SUFFIX):
-                Path(dirpath, name).unlink(missing_ok=True)
+                if not dry:
+                    Path(dirpath, name).unlink(missing_ok=True)
                 removed += 1
     return removed
 

@@ -20,7 +20,7 @@ import zarr
 from ..schemas import Config, RoiTable, SourceInfo
 from ..schemas.errors import RecordingError
 from ._attrs import check_compatible, det_dtype, detectors_attr, new_attrs
-from ._check import check_recording
+from ._check import Checked, check_recording
 from ._format import (
     ATTR_KEY,
     RecordingWriteError,
@@ -32,7 +32,7 @@ from ._format import (
 )
 from ._layout import Layout, truncate
 from ._lock import WriterLock
-from ._store import SafeStore, UnsafeFile
+from ._store import SafeStore, refusing_unsafe
 from ._versions import parse_analysis, without_tail
 
 __all__ = ["Opened", "open_existing", "open_new"]
@@ -82,7 +82,11 @@ def open_new(path: Path, *, config: Config, source: SourceInfo, rois: RoiTable, 
 
 
 def open_existing(path: Path, *, config: Config, source: SourceInfo) -> Opened:
-    """Lock ``path``, check it, truncate it to ``committed`` and mark it open again.
+    """Check ``path``, lock it, check it again, truncate it to ``committed``, mark it open.
+
+    Every check runs read-only first, so a recording refused for what it is (not a
+    recording, another configuration) is left exactly as it was, lock file included; they
+    run again once the lock is held, when the attributes are final.
 
     Raises:
         RecordingError: another process is writing it ("being written by pid N"); not a
@@ -90,23 +94,14 @@ def open_existing(path: Path, *, config: Config, source: SourceInfo) -> Opened:
         RecordingWriteError: a write failed.
     """
     check_path(path)
+    with refusing_unsafe():
+        _checked(open_root(path, mode="r"), path, config, source)
     lock = WriterLock.acquire(path)
     try:
-        root = open_root(path, mode="r+")  # after the lock: these attributes are final
-        attrs = check_attrs(root, path)
+        with refusing_unsafe():
+            root = open_root(path, mode="r+")  # after the lock: these attributes are final
+            attrs, checked, analysis = _checked(root, path, config, source)
         committed = int(attrs["committed"])
-        checked = check_recording(root, path, attrs, committed)  # before any change
-        first_tag = int(checked.tags[0]) if committed else -1
-        analysis = without_tail([v.model_dump(mode="json") for v in
-                                 parse_analysis(attrs, str(path), first_tag=first_tag)], committed)
-        check_compatible(path, attrs, config, source, analysis[-1]["config"])
-    except UnsafeFile as exc:
-        lock.release()
-        raise RecordingError(str(exc)) from None
-    except BaseException:
-        lock.release()
-        raise
-    try:
         truncate(root, committed, layout=checked.layout)
         remove_temp_files(path)
         attrs["closed"] = False
@@ -120,6 +115,19 @@ def open_existing(path: Path, *, config: Config, source: SourceInfo) -> Opened:
         lock.release()
         raise
     return Opened(root, attrs, lock)
+
+
+def _checked(root: zarr.Group, path: Path, config: Config,
+             source: SourceInfo) -> tuple[dict[str, Any], Checked, list[dict[str, Any]]]:
+    """Attributes, checked layout and the analysis versions to keep, of a recording to append to."""
+    attrs = check_attrs(root, path)
+    committed = int(attrs["committed"])
+    checked = check_recording(root, path, attrs, committed)
+    first_tag = int(checked.tags[0]) if committed else -1
+    analysis = without_tail([v.model_dump(mode="json") for v in
+                             parse_analysis(attrs, str(path), first_tag=first_tag)], committed)
+    check_compatible(path, attrs, config, source, analysis[-1]["config"])
+    return attrs, checked, analysis
 
 
 def _undo(tmp: Path, lock: WriterLock | None) -> None:

@@ -117,10 +117,11 @@ class RecordingReader:
         config = self._attrs.get("config", {})
         if not isinstance(config, dict):
             raise RecordingError(f"{self._path}: attribute config: expected an object, found {type(config).__name__}")
+        origin = f"{self._path}: attribute config"
         try:
-            return parse_config(config, origin=f"{self._path}: attribute config")
-        except ConfigError as exc:  # the same one-line wording as a config file's
-            raise RecordingError(str(exc)) from None
+            return parse_config(config, origin=origin)
+        except ConfigError as exc:  # a config file's wording, the key dotted under the attribute
+            raise RecordingError(str(exc).replace(f"{origin}: ", f"{origin}.", 1)) from None
 
     @property
     def source(self) -> dict[str, Any]:

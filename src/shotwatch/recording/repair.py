@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._check import check_recording, recover_length, shot_arrays
+from ._check import Checked, check_recording, recover_length, shot_arrays
 from ._durable import Durability
 from ._format import (
     ATTR_KEY,
@@ -61,12 +61,32 @@ def repair(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = Path(path)
     check_path(path)
+    with refusing_unsafe():  # read-only first: a refusal, or nothing to do, leaves every file alone
+        root = open_root(path, mode="r")
+        attrs = check_attrs(root, path)
+        layout = Layout.discover(root, path)
+        committed, short = recover_length(layout, int(attrs["committed"]), str(path))
+        checked = check_recording(root, path, attrs, committed, layout=layout)
+        analysis = parse_analysis(attrs, str(path), first_tag=int(checked.tags[0]) if committed else -1)
+    if (attrs.get("closed") is True and not short and len(without_tail([v.model_dump() for v in analysis], committed))
+            == len(analysis) and not remove_temp_files(path, dry=True) and _trimmed(checked, committed)):
+        return {"path": str(path), "committed": committed, "was_closed": True, "trimmed": {},
+                "temp_files_removed": 0, "committed_was": committed, "short": {}, "analysis_dropped": []}
     lock = WriterLock.acquire(path)
     try:
         with refusing_unsafe():
             return _repair(path)
     finally:
         lock.release()
+
+
+def _trimmed(checked: Checked, committed: int) -> bool:
+    """Every array is exactly as long as ``committed`` (frames: the committed frames) says."""
+    layout = checked.layout
+    return (all(int(a.shape[0]) == committed for a in layout.shot_arrays())
+            and all(va.version.first_shot <= committed for va in layout.versions.values())
+            and all(int(fa.shot.shape[0]) == checked.frame_counts[d] == int(fa.pixels.shape[0])
+                    for d, fa in layout.frames.items()))
 
 
 def _repair(path: Path) -> dict[str, Any]:
