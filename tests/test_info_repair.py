@@ -9,10 +9,10 @@ import pytest
 
 from shotwatch.cli import main
 from shotwatch.recording import RecordingReader
-from test_recording import POINTS, new_writer, per_shot_lengths, versioned_blocks, write_plan
+from test_recording import POINTS, crash, new_writer, per_shot_lengths, versioned_blocks, write_plan
 
 INFO_KEYS = ["path", "format_version", "committed", "closed", "tags", "source", "detectors", "points", "rois",
-             "frames", "marks", "bytes"]
+             "analysis", "darks", "frames", "marks", "bytes"]
 
 
 def crashed_recording(tmp_path: Path) -> tuple[Path, int]:
@@ -25,6 +25,7 @@ def crashed_recording(tmp_path: Path) -> tuple[Path, int]:
     write_plan(writer, blocks, start=4)
     writer._write_data(writer._pending, committed, dict(writer._frames_done))  # data past `committed`, as a crash leaves
     (path / "tag" / "zarr.json.0123abcd.partial").write_bytes(b"{")
+    crash(writer)
     return path, committed
 
 

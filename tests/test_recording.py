@@ -94,6 +94,11 @@ def new_writer(path: Path, blocks: list[ShotBlock], **kwargs: object) -> Recordi
                                   rois=plan_table(0, {0: 0}, first_tags), **kwargs)  # type: ignore[arg-type]
 
 
+def crash(writer: RecordingWriter) -> None:
+    """What the kernel does when a writer's process dies: its lock goes; nothing else happens."""
+    writer._lock.release()
+
+
 def assert_same(got: list[ShotBlock] | ShotBlock, expected: list[ShotBlock] | ShotBlock) -> None:
     """Same shots: tags, time, points (NaN = NaN), cutouts (keys, pixels, valid, detector), frames."""
     g = got if isinstance(got, ShotBlock) else ShotBlock.concat(got)
@@ -205,7 +210,7 @@ def test_info_layout(recorded: tuple[Path, list[ShotBlock]]) -> None:
     path, blocks = recorded
     info = RecordingReader(path).info()
     assert list(info) == ["path", "format_version", "committed", "closed", "tags", "source", "detectors",
-                          "points", "rois", "frames", "marks", "bytes"]
+                          "points", "rois", "analysis", "darks", "frames", "marks", "bytes"]
     whole = ShotBlock.concat(blocks)
     steps = np.diff(whole.tags)
     assert info["tags"] == {"first": int(whole.tags[0]), "last": int(whole.tags[-1]),
@@ -258,7 +263,7 @@ def test_append_truncates_and_continues(tmp_path: Path) -> None:
     write_plan(writer, blocks[:4], commit_each=True)
     writer.write(blocks[4])
     writer._write_data([blocks[4]], writer.committed, dict(writer._frames_done))  # uncommitted tail
-    del writer  # a crash: never closed
+    crash(writer)  # never closed
     appended = RecordingWriter.append(path, config=Config(), source=source_info(), points=POINTS)
     assert appended.committed == 260
     assert [v.key for v in appended.rois.all()] == ["a/v1", "a/v2", "b/v1"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from ..recording import RecordingReader, RecordingWriter
+from ..recording import RecordingReader, RecordingWriter, refuse_if_written
 from ..schemas import Config, RecordingError, RoiTable, ShotBlock
 from ..schemas.source_info import SourceInfo
 from .paths import fill_template, free_path
@@ -71,6 +71,7 @@ class RecordingSink:
             raise RecordingError(f"{path}: expected a new recording path, found an existing one "
                                  "(use --append to continue it)")
         if self.append and path.exists():
+            refuse_if_written(path)  # another recorder is writing it: refuse, touch nothing
             RecordingReader(path)  # refuses a foreign or unknown-version store, one line
         self.first_path = path
         return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 from .. import __version__
 from ..schemas import Config, SourceInfo
 from ..schemas.errors import RecordingError
-from ._format import FORMAT, VERSION, jsonable
+from ._format import FORMAT, VERSION, json_object, jsonable
+from ._versions import NOT_ANALYSIS, first_analysis
 
 __all__ = ["check_compatible", "det_dtype", "detectors_attr", "new_attrs"]
 
@@ -22,10 +24,12 @@ def new_attrs(config: Config, source: SourceInfo) -> dict[str, Any]:
     """
     src = {"kind": source.kind, "run": source.run, "hightag": source.hightag,
            **{k: v for k, v in source.attrs.items() if k not in ("kind", "run", "hightag")}}
-    return jsonable({
+    config_json = jsonable(config.model_dump(mode="json"))
+    return json_object({
         "format": FORMAT, "version": VERSION, "committed": 0, "closed": False,
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "software": f"shotwatch {__version__}",
-        "source": src, "config": config.model_dump(mode="json"), "detectors": detectors_attr(source), "marks": [],
+        "source": src, "config": config_json, "detectors": detectors_attr(source), "marks": [],
+        "analysis": [first_analysis(config_json)],
     })
 
 
@@ -40,9 +44,15 @@ def det_dtype(attrs: dict[str, Any], det: str) -> str | None:
     return str(info["dtype"]) if isinstance(info, dict) and "dtype" in info else None
 
 
-def check_compatible(path: Path, attrs: dict[str, Any], config: Config, source: SourceInfo) -> None:
-    """RecordingError naming every dotted config key (ROIs aside) and detector that differ."""
-    old = {k: v for k, v in attrs.get("config", {}).items() if k != "roi"}
+def check_compatible(path: Path, attrs: dict[str, Any], config: Config, source: SourceInfo,
+                     analysis: Mapping[str, Any]) -> None:
+    """RecordingError naming every dotted config key (ROIs aside) and detector that differ.
+
+    ``source`` and ``record`` are compared with the recording's ``config``, the analysis
+    sections with ``analysis`` (the newest analysis version's: what was in force at its end).
+    """
+    old = {k: v for k, v in attrs.get("config", {}).items() if k in NOT_ANALYSIS and k != "roi"}
+    old.update(analysis)
     new = {k: v for k, v in jsonable(config.model_dump(mode="json")).items() if k != "roi"}
     diff = _diff(old, new, "")
     for det, info in detectors_attr(source).items():

@@ -19,10 +19,11 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 from pydantic import ValidationError
+from zarr.types import AnyArray
 
 from ..schemas import DetectorInfo
 from ..schemas.errors import RecordingError
-from ._format import read_rows
+from ._decode import require_chunks, rows_on_disk
 from ._layout import Layout
 
 __all__ = ["Checked", "check_meta", "check_recording", "check_tags", "recover_length", "shot_arrays"]
@@ -60,11 +61,14 @@ def check_recording(root: zarr.Group, path: str | os.PathLike[str], attrs: dict[
         if int(arr.shape[0]) < committed:
             raise RecordingError(f"{where}: {arr.path}: expected at least {committed} shots (committed), "
                                  f"found {int(arr.shape[0])}")
-    tags = np.asarray(read_rows(layout.tag, 0, committed, where), dtype=np.int64)
+    # Every tag of a committed shot was written, so its chunk files are all there: a
+    # `committed` that the files cannot hold is refused before 8 bytes a shot are allocated.
+    require_chunks(layout.tag, committed, layout.spec(layout.tag), where, f"{committed} committed shots")
+    tags = np.asarray(layout.read(layout.tag, 0, committed), dtype=np.int64)
     check_tags(tags, where)
     frame_counts = {}
     for det, fa in layout.frames.items():
-        shots = read_rows(fa.shot, 0, int(fa.shot.shape[0]), where)
+        shots = layout.read(fa.shot, 0, rows_on_disk(fa.shot, layout.spec(fa.shot)))
         ok = (shots >= 0) & (shots < committed)
         n = len(shots) if bool(ok.all()) else int(np.argmin(ok))
         if n > 1 and bool((np.diff(shots[:n]) < 0).any()):
@@ -77,7 +81,7 @@ def check_recording(root: zarr.Group, path: str | os.PathLike[str], attrs: dict[
     return Checked(layout, detectors, tags, frame_counts)
 
 
-def shot_arrays(layout: Layout, committed: int) -> list[zarr.Array]:
+def shot_arrays(layout: Layout, committed: int) -> list[AnyArray]:
     """The per-shot arrays that must hold ``committed`` shots.
 
     ``tag``, ``time``, every point, and the cutouts of the ROI versions that started by
@@ -114,8 +118,8 @@ def recover_length(layout: Layout, committed: int, where: str) -> tuple[int, dic
     short = {a.path: int(a.shape[0]) for a in shot_arrays(layout, committed) if int(a.shape[0]) < committed}
     if not short:
         return committed, {}
-    n = min(short.values())
-    tags = np.asarray(read_rows(layout.tag, 0, n, where), dtype=np.int64)
+    n = min(min(short.values()), rows_on_disk(layout.tag, layout.spec(layout.tag)))
+    tags = np.asarray(layout.read(layout.tag, 0, n), dtype=np.int64)
     written = np.flatnonzero(tags != 0)  # 0: the fill value of tag, a shot never written
     n = int(written[-1]) + 1 if written.size else 0
     check_tags(tags[:n], where)

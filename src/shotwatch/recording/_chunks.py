@@ -24,9 +24,11 @@ from typing import Any
 
 import numcodecs
 import numpy as np
-import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 from zarr.storage import LocalStore
+from zarr.types import AnyArray
+
+from ._durable import Durability
 
 __all__ = ["ChunkAppender", "Job"]
 
@@ -41,9 +43,12 @@ class ChunkAppender:
     Args:
         array: the zarr array (its metadata decides chunking and codec).
         length: rows already on disk and final (the array's logical end).
+        read: reads rows of the array (``Layout.read``: bounded, checked).
+        durability: where every file written is noted for a later fsync.
     """
 
-    def __init__(self, array: zarr.Array, length: int) -> None:
+    def __init__(self, array: AnyArray, length: int, *, read: Callable[[AnyArray, int, int], np.ndarray[Any, Any]],
+                 durability: Durability) -> None:
         self.array = array
         self._c = int(array.chunks[0])
         self._encode = _encoder(array)
@@ -53,10 +58,13 @@ class ChunkAppender:
         if length % self._c:
             k0 = self._tail_k * self._c
             self._tail = self._blank()
-            self._tail[: length - k0] = np.asarray(array[k0:length])
+            self._tail[: length - k0] = read(array, k0, length)
         store = array.store
         self._dir = Path(store.root) / array.path if isinstance(store, LocalStore) else None
         self._made: set[Path] = set()
+        self._durability = durability
+        self.fsync = False
+        """fsync each chunk file before its rename (``record.fsync``)."""
 
     def jobs(self, segments: Sequence[tuple[int, np.ndarray[Any, Any]]]) -> list[Job]:
         """Jobs that write each ``(first_row, rows)`` segment; updates the tail.
@@ -98,7 +106,7 @@ class ChunkAppender:
     def _job(self, k: int, chunk: np.ndarray[Any, Any]) -> Job:
         assert self._dir is not None and self._encode is not None
         key = self.array.metadata.encode_chunk_key((k, *([0] * (chunk.ndim - 1))))
-        path, encode, made = self._dir / key, self._encode, self._made
+        path, encode, made, fsync, durability = self._dir / key, self._encode, self._made, self.fsync, self._durability
 
         def run() -> None:
             if path.parent not in made:
@@ -109,20 +117,24 @@ class ChunkAppender:
             try:
                 with open(tmp, "wb") as f:
                     f.write(payload)
+                    if fsync:  # here, on the pool's threads: the fsyncs of one commit overlap
+                        f.flush()
+                        os.fsync(f.fileno())
                 os.replace(tmp, path)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+            durability.wrote(path, synced=fsync)
 
         return run
 
 
-def _set_rows(array: zarr.Array, segments: list[tuple[int, np.ndarray[Any, Any]]]) -> None:
+def _set_rows(array: AnyArray, segments: list[tuple[int, np.ndarray[Any, Any]]]) -> None:
     for s, d in segments:
         array[s:s + len(d)] = d
 
 
-def _encoder(array: zarr.Array) -> Callable[[np.ndarray[Any, Any]], Any] | None:
+def _encoder(array: AnyArray) -> Callable[[np.ndarray[Any, Any]], Any] | None:
     """Chunk encoder equal to the array's codec chain, or None where we do not handle it."""
     meta = array.metadata
     codecs = list(getattr(meta, "codecs", ()))
@@ -136,5 +148,5 @@ def _encoder(array: zarr.Array) -> Callable[[np.ndarray[Any, Any]], Any] | None:
         b = codecs[1]
         codec = numcodecs.Blosc(cname=b.cname.value, clevel=b.clevel, shuffle=_SHUFFLE[b.shuffle.value],
                                 blocksize=b.blocksize)
-        return codec.encode  # type: ignore[no-any-return]
+        return codec.encode  # type: ignore[no-any-return]  # numcodecs has no type hints
     return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,15 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
-from zarr.storage import LocalStore
+from zarr.types import AnyArray
 
 from ..schemas.errors import RecordingError, ShotwatchRuntimeError
+from ._store import SafeStore, UnsafeFile
 
 __all__ = [
-    "FORMAT", "SHOT_CHUNK", "VERSION", "RecordingReadError", "RecordingWriteError", "check_attrs",
-    "codecs_for", "decode_name", "disk_bytes", "encode_name", "jsonable", "open_root", "pixel_chunk",
-    "read_rows", "remove_temp_files", "trim_array",
+    "CHUNK_KEYS", "FORMAT", "SHOT_CHUNK", "VERSION", "RecordingReadError", "RecordingWriteError", "check_attrs", "check_path",
+    "codecs_for", "decode_name", "disk_bytes", "encode_name", "json_object", "jsonable", "open_root", "pixel_chunk",
+    "remove_temp_files", "trim_array",
 ]
 
 FORMAT = "shotwatch.recording"
@@ -45,6 +47,9 @@ ATTR_KEY = "shotwatch"
 SHOT_CHUNK = 4096
 _PIXEL_CHUNK_BYTES = 4 << 20
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# Chunk files "c.<i>.0.0" side by side in the array's directory, not one directory per
+# chunk index: on ext4 each new directory cost more than the chunk file itself.
+CHUNK_KEYS: dict[str, Any] = {"name": "default", "separator": "."}
 # zarr writes every key to "<key>.<uuid hex>.partial" and renames it; a crash leaves these.
 TEMP_SUFFIX = ".partial"
 
@@ -71,36 +76,6 @@ class RecordingReadError(ShotwatchRuntimeError):
     A :class:`~shotwatch.schemas.ShotwatchRuntimeError` (exit code 1); ``str()`` is one line
     naming the recording, the array and the chunk.
     """
-
-
-def read_rows(array: zarr.Array, a: int, b: int, path: str | os.PathLike[str]) -> np.ndarray[Any, Any]:
-    """Rows ``[a, b)`` of ``array``; a chunk that cannot be read raises RecordingReadError.
-
-    The error names the first bad chunk (found by reading the span chunk by chunk, only once
-    the whole read failed, so the good path costs nothing extra).
-    """
-    try:
-        return np.asarray(array[a:b])
-    except Exception as exc:  # blosc RuntimeError, ValueError on a short chunk, OSError …
-        raise _read_error(array, a, b, path, exc) from None
-
-
-def _read_error(array: zarr.Array, a: int, b: int, path: str | os.PathLike[str],
-                exc: Exception) -> RecordingReadError:
-    c, n = int(array.chunks[0]), int(array.shape[0])
-    chunk, why = f"rows [{a}, {b})", exc
-    for k in range(a // c, -(-min(b, n) // c)):
-        try:
-            array[k * c:min((k + 1) * c, n)]
-        except Exception as bad:
-            try:
-                chunk = f"chunk {array.metadata.encode_chunk_key((k,) + (0,) * (array.ndim - 1))}"
-            except Exception:  # pragma: no cover - any chunk key encoding zarr knows works
-                chunk = f"chunk {k} along the first axis"
-            why = bad
-            break
-    return RecordingReadError(f"{path}: {array.path}: expected a readable {chunk}, found it damaged "
-                              f"({type(why).__name__}: {_one_line(str(why))})")
 
 
 def _one_line(text: str) -> str:
@@ -148,6 +123,13 @@ def jsonable(value: Any) -> Any:
     return _finite(json.loads(json.dumps(value, default=_json_default)))
 
 
+def json_object(value: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`jsonable` of a mapping, typed as the object it stays."""
+    out = jsonable(value)
+    assert isinstance(out, dict)
+    return out
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -168,17 +150,24 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
-def open_root(path: Path, *, mode: str) -> zarr.Group:
-    """The recording's root group; RecordingError (naming ``path``) if it is not one."""
+def check_path(path: Path, what: str = "a shotwatch recording") -> None:
+    """RecordingError (naming ``path``) unless it is a directory holding a ``zarr.json``."""
     if not (path / "zarr.json").is_file():
         found = ("a directory without zarr.json" if path.is_dir() else "a regular file" if path.is_file()
                  else "nothing" if not path.exists() else "something other than a directory")
-        raise RecordingError(f"{path}: expected a shotwatch recording (a zarr v3 group), found {found}")
+        raise RecordingError(f"{path}: expected {what} (a zarr v3 group), found {found}")
+
+
+def open_root(path: Path, *, mode: str, what: str = "a shotwatch recording") -> zarr.Group:
+    """The recording's (or dark file's) root group; RecordingError (naming ``path``) if it is not one."""
+    check_path(path, what)
     try:
-        store = LocalStore(path, read_only=(mode == "r"))
+        store = SafeStore(path, read_only=(mode == "r"))
         return zarr.open_group(store=store, mode="r" if mode == "r" else "r+", zarr_format=3)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
-        raise RecordingError(f"{path}: expected a zarr v3 group, found {exc}") from None
+    except UnsafeFile as exc:
+        raise RecordingError(str(exc)) from None
+    except (ValueError, TypeError, KeyError, FileNotFoundError, RecursionError) as exc:
+        raise RecordingError(f"{path}: expected a zarr v3 group, found {_one_line(str(exc))}") from None
 
 
 def check_attrs(root: zarr.Group, path: Path) -> dict[str, Any]:
@@ -205,24 +194,34 @@ def disk_bytes(path: Path) -> int:
     for dirpath, _, files in os.walk(path):
         for name in files:
             try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
+                total += os.lstat(os.path.join(dirpath, name)).st_size
             except FileNotFoundError:
                 pass  # a chunk being replaced right now
     return total
 
 
-def remove_temp_files(path: Path) -> int:
-    """Delete zarr's leftover ``*.partial`` files under ``path``; returns how many."""
+def remove_temp_files(path: Path, *, dry: bool = False) -> int:
+    """Delete what a crash leaves under ``path`` (``dry``: only count it); returns how many.
+
+    zarr's and our ``*.partial`` files, and hidden directories (a dark version being
+    written is built in ``.v<k>.<hex>`` and renamed into place).
+    """
     removed = 0
-    for dirpath, _, files in os.walk(path):
+    for dirpath, dirs, files in os.walk(path):
+        for name in [d for d in dirs if d.startswith(".")]:
+            if not dry:
+                shutil.rmtree(Path(dirpath, name), ignore_errors=True)
+            dirs.remove(name)
+            removed += 1
         for name in files:
             if name.endswith(TEMP_SUFFIX):
-                Path(dirpath, name).unlink(missing_ok=True)
+                if not dry:
+                    Path(dirpath, name).unlink(missing_ok=True)
                 removed += 1
     return removed
 
 
-def trim_array(array: zarr.Array, length: int) -> int | None:
+def trim_array(array: AnyArray, length: int) -> int | None:
     """Trim ``array``'s first axis to exactly ``length``; returns the old length if it changed.
 
     Never grows an array (ValueError if it is shorter than ``length``).

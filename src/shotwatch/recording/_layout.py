@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.types import AnyArray
 
 from ..schemas import RoiTable, RoiVersion, ShotBlock
 from ..schemas.errors import RecordingError
-from ._format import SHOT_CHUNK, codecs_for, decode_name, encode_name, pixel_chunk, trim_array
+from ._decode import ChunkSpec, chunk_spec, read_rows, rows_on_disk
+from ._format import CHUNK_KEYS, SHOT_CHUNK, codecs_for, decode_name, encode_name, pixel_chunk, trim_array
+from ._store import reading_metadata
 
 __all__ = ["FrameArrays", "Layout", "VersionArrays", "check_block", "committed_frames", "roi_table", "truncate"]
 
 # Array fill values: what a shot that was never written reads as.
 _FILL: dict[str, Any] = {"i": 0, "u": 0, "f": np.nan, "b": False}
-# Chunk files "c.<i>.0.0" side by side in the array's directory, not one directory per
-# chunk index: on ext4 each new directory cost more than the chunk file itself.
-_KEYS: dict[str, Any] = {"name": "default", "separator": "."}
 
 
 @dataclass
@@ -28,16 +28,16 @@ class VersionArrays:
     """One ROI version group; arrays are None until the first cutout (unknown dtype)."""
 
     version: RoiVersion
-    pixels: zarr.Array | None = None
-    valid: zarr.Array | None = None
+    pixels: AnyArray | None = None
+    valid: AnyArray | None = None
 
 
 @dataclass
 class FrameArrays:
     """``frame/<det>``: pixels (frame, y, x) and the shot index of each frame."""
 
-    pixels: zarr.Array
-    shot: zarr.Array
+    pixels: AnyArray
+    shot: AnyArray
 
 
 @dataclass
@@ -45,11 +45,26 @@ class Layout:
     """Every array of an open recording, keyed as the rest of shotwatch keys them."""
 
     root: zarr.Group
-    tag: zarr.Array
-    time: zarr.Array
-    points: dict[str, zarr.Array] = field(default_factory=dict)
+    tag: AnyArray
+    time: AnyArray
+    points: dict[str, AnyArray] = field(default_factory=dict)
     versions: dict[str, VersionArrays] = field(default_factory=dict)
     frames: dict[str, FrameArrays] = field(default_factory=dict)
+    specs: dict[str, ChunkSpec] = field(default_factory=dict)
+    """Array path -> how its chunk files are read (see ``_decode``); filled by :meth:`spec`."""
+    where: str = ""
+    """The recording, for messages."""
+
+    def spec(self, array: AnyArray) -> ChunkSpec:
+        """How ``array``'s chunks are read (computed once; RecordingError if FORMAT.md forbids it)."""
+        spec = self.specs.get(array.path)
+        if spec is None:
+            spec = self.specs[array.path] = chunk_spec(array, self.where or _where(self.root))
+        return spec
+
+    def read(self, array: AnyArray, a: int, b: int) -> np.ndarray[Any, Any]:
+        """Rows ``[a, b)`` of ``array`` (RecordingReadError naming a damaged chunk)."""
+        return read_rows(array, a, b, self.where or _where(self.root), self.spec(array))
 
     # --- finding ----------------------------------------------------------------------
 
@@ -67,7 +82,7 @@ class Layout:
         """
         where = _where(root) if where is None else str(where)
         tag, time = (_required(root, name, where) for name in ("tag", "time"))
-        layout = cls(root, tag, time)
+        layout = cls(root, tag, time, where=where)
         _check_dtype(layout.tag, where, "iu", 1, "int64")
         _check_dtype(layout.time, where, "f", 1, "float64")
         for enc, arr in _arrays(_child(root, "point")):
@@ -91,9 +106,18 @@ class Layout:
                 _check_dtype(pix, where, "iuf", 3, "a number type")
                 _check_dtype(shot, where, "iu", 1, "int64")
                 layout.frames[str(group.attrs.get("name", decode_name(enc)))] = FrameArrays(pix, shot)
+        for arr in layout.all_arrays():
+            layout.spec(arr)  # refuses what FORMAT.md does not allow, before any read
         return layout
 
-    def shot_arrays(self) -> list[zarr.Array]:
+    def all_arrays(self) -> list[AnyArray]:
+        """Every array of the layout (per-shot and frame arrays)."""
+        out = self.shot_arrays()
+        for fa in self.frames.values():
+            out += [fa.pixels, fa.shot]
+        return out
+
+    def shot_arrays(self) -> list[AnyArray]:
         """Every array whose first axis is the shot axis."""
         out = [self.tag, self.time, *self.points.values()]
         for va in self.versions.values():
@@ -110,7 +134,7 @@ class Layout:
         for name in ("point", "roi", "frame"):
             root.create_group(name)
 
-    def add_point(self, name: str, capacity: int) -> zarr.Array:
+    def add_point(self, name: str, capacity: int) -> AnyArray:
         """A NaN-filled ``point/<key>`` array with attribute ``name``."""
         arr = _new_array(_child(self.root, "point"), encode_name(name), np.dtype(np.float64),
                          capacity=capacity, chunk=SHOT_CHUNK, attributes={"name": name})
@@ -145,11 +169,11 @@ class Layout:
         pixels = group.create_array(
             "pixels", shape=(0, *shape), dtype=dtype, chunks=(pixel_chunk(shape, dtype), *shape),
             compressors=codecs_for(dtype),
-            fill_value=_FILL[dtype.kind], dimension_names=("frame", "y", "x"), chunk_key_encoding=_KEYS)
+            fill_value=_FILL[dtype.kind], dimension_names=("frame", "y", "x"), chunk_key_encoding=CHUNK_KEYS)
         shot = group.create_array(
             "shot", shape=(0,), dtype=np.int64, chunks=(SHOT_CHUNK,),
             compressors=codecs_for(np.dtype(np.int64)), fill_value=-1, dimension_names=("frame",),
-            chunk_key_encoding=_KEYS)
+            chunk_key_encoding=CHUNK_KEYS)
         self.frames[det] = FrameArrays(pixels, shot)
         return self.frames[det]
 
@@ -169,7 +193,7 @@ def truncate(root: zarr.Group, committed: int, *, layout: Layout | None = None) 
             changed[f"roi/{va.version.name}/v{va.version.version}"] = -1
     targets = [(a, committed) for a in layout.shot_arrays()]
     for fa in layout.frames.values():
-        n = committed_frames(fa.shot, committed)
+        n = committed_frames(layout, fa.shot, committed)
         targets += [(fa.pixels, n), (fa.shot, n)]
     for arr, n in targets:
         old = trim_array(arr, n)
@@ -216,9 +240,12 @@ def roi_table(versions: Iterable[RoiVersion], committed: int) -> RoiTable:
     return RoiTable.from_versions(out)
 
 
-def committed_frames(shot: zarr.Array, committed: int) -> int:
-    """How many leading frames belong to committed shots (their ``shot`` is in [0, committed))."""
-    s = np.asarray(shot[:])
+def committed_frames(layout: Layout, shot: AnyArray, committed: int) -> int:
+    """How many leading frames belong to committed shots (their ``shot`` is in [0, committed)).
+
+    Reads no further than the chunk files on disk: past them ``shot`` is its fill value -1.
+    """
+    s = layout.read(shot, 0, rows_on_disk(shot, layout.spec(shot)))
     ok = (s >= 0) & (s < committed)
     return len(s) if bool(ok.all()) else int(np.argmin(ok))
 
@@ -253,8 +280,9 @@ def _version_from_attrs(where: str, roi_name: str, number: int, attrs: dict[str,
                       int(attrs["first_shot"]), int(attrs["first_tag"]))
 
 
-def _required(root: zarr.Group, name: str, where: str) -> zarr.Array:
-    node = root.get(name)
+def _required(root: zarr.Group, name: str, where: str) -> AnyArray:
+    with reading_metadata(root):
+        node = root.get(name)
     if not isinstance(node, zarr.Array):
         found = "none" if node is None else "a group"
         raise RecordingError(f"{where}: expected array {name!r} of a recording, found {found}")
@@ -265,7 +293,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_dtype(arr: zarr.Array, where: str, kinds: str, ndim: int, expected: str) -> None:
+def _check_dtype(arr: AnyArray, where: str, kinds: str, ndim: int, expected: str) -> None:
     if arr.dtype.kind not in kinds:
         raise RecordingError(f"{where}: {arr.path}: expected dtype {expected}, found {arr.dtype}")
     if arr.ndim != ndim:
@@ -278,32 +306,35 @@ def _where(root: zarr.Group) -> str:
 
 
 def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: int, chunk: int,
-               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> zarr.Array:
+               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> AnyArray:
     return group.create_array(
         name, shape=(capacity, *tail), dtype=dtype, chunks=(chunk, *tail), compressors=codecs_for(dtype),
         fill_value=_FILL[dtype.kind], dimension_names=("shot", "y", "x")[: 1 + len(tail)],
-        attributes=attributes or {}, chunk_key_encoding=_KEYS)
+        attributes=attributes or {}, chunk_key_encoding=CHUNK_KEYS)
 
 
 def _child(group: zarr.Group, name: str) -> zarr.Group:
-    if name not in group:
+    with reading_metadata(group):
+        child = group.get(name)
+    if child is None:
         return group.create_group(name) if not group.store.read_only else zarr.create_group(
             store=zarr.storage.MemoryStore(), zarr_format=3)
-    child = group[name]
-    assert isinstance(child, zarr.Group)
+    if not isinstance(child, zarr.Group):
+        raise RecordingError(f"{_where(group)}: {name}: expected a group, found an array")
     return child
 
 
 def _groups(group: zarr.Group) -> list[tuple[str, zarr.Group]]:
-    return [(n, g) for n, g in group.groups()]
+    with reading_metadata(group):
+        return [(n, g) for n, g in group.groups()]
 
 
-def _arrays(group: zarr.Group) -> list[tuple[str, zarr.Array]]:
-    return [(n, a) for n, a in group.arrays()]
+def _arrays(group: zarr.Group) -> list[tuple[str, AnyArray]]:
+    with reading_metadata(group):
+        return [(n, a) for n, a in group.arrays()]
 
 
-def _array(group: zarr.Group, name: str) -> zarr.Array | None:
-    if name not in group:
-        return None
-    arr = group[name]
+def _array(group: zarr.Group, name: str) -> AnyArray | None:
+    with reading_metadata(group):
+        arr = group.get(name)
     return arr if isinstance(arr, zarr.Array) else None

@@ -2,47 +2,41 @@
 
 Commit protocol (FORMAT.md): grow every array first (capacity doubling, one burst), write
 all array data of the commit concurrently, and only then rewrite the root attributes with
-the new ``committed``. A crash at any point leaves the previous commit readable.
+the new ``committed``. A crash at any point leaves the previous commit readable. With
+``record.fsync`` (and always at a clean close) the data are fsynced before the root
+attributes, and those after (``_durable``).
+
+A writer holds the recording's lock (FORMAT.md "One writer", ``_lock``) from before it
+changes anything until it is closed.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import shutil
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.storage import LocalStore
 
-from ..schemas import Config, Frames, RoiTable, ShotBlock, SourceInfo
+from ..schemas import AnalysisVersion, Config, DarkFrame, RoiTable, ShotBlock, SourceInfo
 from ..schemas.errors import RecordingError
-from ._attrs import check_compatible, det_dtype, detectors_attr, new_attrs
-from ._check import check_recording
-from ._chunks import ChunkAppender
-from ._format import (
-    ATTR_KEY,
-    SHOT_CHUNK,
-    RecordingWriteError,
-    check_attrs,
-    disk_bytes,
-    jsonable,
-    open_root,
-    remove_temp_files,
-)
-from ._layout import FrameArrays, Layout, check_block, committed_frames, roi_table, truncate
+from ._attrs import det_dtype, detectors_attr
+from ._darks import check_frame, dark_versions, write_dark_group
+from ._data import ArrayWriter
+from ._durable import Durability
+from ._format import ATTR_KEY, RecordingWriteError, disk_bytes, encode_name, jsonable
+from ._layout import Layout, check_block, committed_frames, roi_table, truncate
+from ._opening import Opened, open_existing, open_new
+from ._store import SafeStore
+from ._versions import NOT_ANALYSIS, check_dark_refs
 
 __all__ = ["RecordingWriter"]
 
 _MAX_BUFFER_BYTES = 128 << 20
-_WORKERS = 4
-_MIN_FRAMES = 16
 
 
 class RecordingWriter:
@@ -55,27 +49,33 @@ class RecordingWriter:
     commit and this writer refuses further writes.
     """
 
-    def __init__(self, path: Path, root: zarr.Group, attrs: dict[str, Any], *,
-                 commit_seconds: float, max_buffer_bytes: int) -> None:
+    def __init__(self, path: Path, opened: Opened, *, commit_seconds: float, max_buffer_bytes: int,
+                 fsync: bool) -> None:
         self._path = path
-        self._root = root
-        self._attrs = attrs
-        self._layout = Layout.discover(root)
-        self._committed = int(attrs["committed"])
-        self._capacity = int(self._layout.tag.shape[0])
-        self._frames_done = {d: committed_frames(f.shot, self._committed) for d, f in self._layout.frames.items()}
+        self._root, self._attrs, self._lock = opened.root, opened.attrs, opened.lock
+        self._fsync = fsync
+        self._durability = Durability()
+        if isinstance(self._root.store, SafeStore):
+            self._root.store.tracker = self._durability  # zarr's own writes (metadata, resizes) too
+        self._layout = Layout.discover(self._root, path)
+        self._committed = int(self._attrs["committed"])
+        self._arrays = ArrayWriter(self._layout, self._durability)
+        self._frames_done = {d: committed_frames(self._layout, f.shot, self._committed)
+                             for d, f in self._layout.frames.items()}
+        self._darks: dict[str, list[int]] = {}
+        for v, _ in dark_versions(self._root, str(path)):
+            self._darks.setdefault(v.detector, []).append(v.version)
         self._commit_seconds = commit_seconds
         self._max_buffer = max_buffer_bytes
         self._pending: list[ShotBlock] = []
         self._pending_bytes = 0
-        self._committed_tag = int(np.asarray(self._layout.tag[self._committed - 1])) if self._committed else -1
+        self._committed_tag = int(self._layout.read(self._layout.tag, self._committed - 1, self._committed)[0]) \
+            if self._committed else -1
         self._last_tag: int | None = self._committed_tag if self._committed else None
         self._last_commit = time.monotonic()
-        self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="recording")
         self._failed: RecordingWriteError | None = None
         self._closed = False
         self._bytes: int | None = None
-        self._apps: dict[str, ChunkAppender] = {}
 
     # --- opening ----------------------------------------------------------------------
 
@@ -85,60 +85,47 @@ class RecordingWriter:
                max_buffer_bytes: int = _MAX_BUFFER_BYTES) -> RecordingWriter:
         """A new recording at ``path`` (RecordingError if something is there already).
 
-        The skeleton is built in a hidden sibling directory and renamed into place, so a
-        crash during creation never leaves a half-made recording at ``path``.
+        The skeleton is built in a hidden sibling directory, locked, and renamed into place,
+        so a crash during creation never leaves a half-made recording at ``path``. Its
+        analysis version 1 is ``config``'s analysis sections.
         """
         path = Path(path)
-        if path.exists():
-            raise RecordingError(f"{path}: expected a new recording path, found an existing one "
-                                 "(append to continue it)")
-        tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            attrs = new_attrs(config, source)
-            root = zarr.create_group(store=LocalStore(tmp), zarr_format=3, attributes={ATTR_KEY: attrs})
-            Layout.create_skeleton(root)
-            layout = Layout.discover(root)
-            for name in dict.fromkeys(points):
-                layout.add_point(name, 0)
-            for v in rois.all():
-                layout.add_version(v, dtype=det_dtype(attrs, v.detector), capacity=0)
-            os.rename(tmp, path)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise RecordingWriteError(f"{path}: cannot create the recording ({exc})", errno=exc.errno) from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return cls(path, open_root(path, mode="r+"), _load_attrs(path), commit_seconds=commit_seconds,
-                   max_buffer_bytes=max_buffer_bytes)
+        opened = open_new(path, config=config, source=source, rois=rois, points=points)
+        return cls._start(path, opened, config, points=(), commit_seconds=commit_seconds,
+                          max_buffer_bytes=max_buffer_bytes)
 
     @classmethod
     def append(cls, path: str | os.PathLike[str], *, config: Config, source: SourceInfo, points: Sequence[str],
                commit_seconds: float = 2.0, max_buffer_bytes: int = _MAX_BUFFER_BYTES) -> RecordingWriter:
         """Continue an existing recording after truncating every array to ``committed``.
 
+        The lock is taken before anything is read or changed. Analysis versions that
+        started after ``committed`` (a crashed tail) are dropped; new ones continue the
+        numbering.
+
         Raises:
-            RecordingError: not a recording, one the reader would refuse (see
-                RecordingReader; ``shotwatch repair`` first if ``committed`` overstates the
-                arrays), or its configuration (ROIs aside) or the shape or dtype of a
+            RecordingError: another process is writing it (the message says "being written
+                by pid N", and nothing is touched); not a recording, one the reader would
+                refuse (see RecordingReader; ``shotwatch repair`` first if ``committed``
+                overstates the arrays), or its configuration (ROIs aside; the analysis
+                sections against its newest analysis version) or the shape or dtype of a
                 detector differs; the message names what differs.
         """
         path = Path(path)
-        root = open_root(path, mode="r+")
-        attrs = check_attrs(root, path)
-        checked = check_recording(root, path, attrs, int(attrs["committed"]))  # before any change
-        check_compatible(path, attrs, config, source)
+        opened = open_existing(path, config=config, source=source)
+        return cls._start(path, opened, config, points=points, commit_seconds=commit_seconds,
+                          max_buffer_bytes=max_buffer_bytes)
+
+    @classmethod
+    def _start(cls, path: Path, opened: Opened, config: Config, *, points: Sequence[str], commit_seconds: float,
+               max_buffer_bytes: int) -> RecordingWriter:
         try:
-            truncate(root, int(attrs["committed"]), layout=checked.layout)
-            remove_temp_files(path)
-            attrs["closed"] = False
-            attrs["detectors"] = {**attrs.get("detectors", {}), **detectors_attr(source)}
-            root.attrs[ATTR_KEY] = jsonable(attrs)
-        except OSError as exc:
-            raise RecordingWriteError(f"{path}: cannot reopen the recording ({exc})", errno=exc.errno) from exc
-        writer = cls(path, root, attrs, commit_seconds=commit_seconds, max_buffer_bytes=max_buffer_bytes)
-        writer._guard(lambda: [writer._layout.add_point(p, writer._capacity)
+            writer = cls(path, opened, commit_seconds=commit_seconds, max_buffer_bytes=max_buffer_bytes,
+                         fsync=config.record.fsync)
+        except BaseException:
+            opened.lock.release()
+            raise
+        writer._guard(lambda: [writer._layout.add_point(p, writer._arrays.capacity)
                                for p in dict.fromkeys(points) if p not in writer._layout.points])
         return writer
 
@@ -183,8 +170,8 @@ class RecordingWriter:
                     raise RecordingError(f"{self._path}: roi/{v.name}/v{v.version}: expected first_shot >= "
                                          f"{self._written()} (shots written so far), found {v.first_shot}")
                 dtype = det_dtype(self._attrs, v.detector)
-                self._guard(lambda v=v, dtype=dtype: self._layout.add_version(  # type: ignore[misc]
-                    v, dtype=dtype, capacity=self._capacity))
+                self._guard(functools.partial(self._layout.add_version, v, dtype=dtype,
+                                              capacity=self._arrays.capacity))
             elif (known.version.detector, known.version.x, known.version.y, known.version.first_shot) != (
                     v.detector, v.x, v.y, v.first_shot):
                 raise RecordingError(f"{self._path}: roi/{v.name}/v{v.version}: expected the recorded version "
@@ -212,7 +199,7 @@ class RecordingWriter:
             info = new.get(va.version.detector)
             if info is not None and va.pixels is None:
                 self._guard(functools.partial(self._layout.add_version_arrays, va, np.dtype(info["dtype"]),
-                                              self._capacity))
+                                              self._arrays.capacity))
 
     def write(self, block: ShotBlock) -> None:
         """Buffer ``block``; commit if ``commit_seconds`` passed or the buffer is full.
@@ -233,19 +220,7 @@ class RecordingWriter:
 
     def commit(self) -> None:
         """Write the buffered blocks and advance ``committed`` (RecordingWriteError on failure)."""
-        self._usable()
-        self._last_commit = time.monotonic()
-        if not self._pending:
-            return
-        pending = self._pending
-        start, stop = self._committed, self._written()
-        frames_done = dict(self._frames_done)
-        attrs = {**self._attrs, "committed": stop}
-        self._guard(lambda: self._write_data(pending, start, frames_done))
-        self._guard(lambda: self._write_attrs(attrs))
-        self._attrs, self._committed, self._frames_done = attrs, stop, frames_done
-        self._committed_tag = int(pending[-1].tags[-1])
-        self._pending, self._pending_bytes, self._bytes = [], 0, None
+        self._commit(sync=self._fsync)
 
     def mark(self, text: str, *, tag: int | None, time: float | None) -> dict[str, Any]:
         """Record an operator mark now (root attributes rewritten at once); returns it.
@@ -259,28 +234,90 @@ class RecordingWriter:
         else:
             shot = self._shot_of_tag(int(tag))
         mark = jsonable({"shot": shot, "tag": tag, "time": time, "text": str(text)})
-        attrs = {**self._attrs, "marks": [*self._attrs.get("marks", []), mark]}
-        self._guard(lambda: self._write_attrs(attrs))
-        self._attrs = attrs
+        self._set_attrs({**self._attrs, "marks": [*self._attrs.get("marks", []), mark]})
         return dict(mark)
 
-    def close(self) -> None:
-        """Commit what is buffered, trim every array to ``committed`` and set ``closed``.
+    def add_analysis(self, config: Mapping[str, Any], *, first_shot: int, first_tag: int, by: str,
+                     time: float | None) -> int:
+        """Record analysis version K+1 from ``first_shot`` on (a block boundary); returns K+1.
 
-        After a failed write this only releases resources: the recording stays as the last
-        commit left it (``closed`` false; ``shotwatch repair`` trims it). Idempotent.
+        The root attributes are rewritten at once (like a mark); recorded versions are never
+        rewritten. ``config`` holds the analysis sections as JSON (every section but source,
+        record and roi; the caller validated them); a ``calibration.dark`` naming dark
+        versions (``{"<det>": k}``) must name recorded ones. See ``_versions`` for what a
+        crash before ``first_shot`` is committed leaves.
+
+        Raises:
+            ValueError: ``first_shot`` before the shots written so far (they were reduced
+                under the previous version), a section that is not analysis, or an unknown
+                dark version (RecordingError, a ValueError).
+            RecordingWriteError: the write failed.
+        """
+        self._usable()
+        where = f"{self._path}: analysis version {len(self._analysis()) + 1}"
+        bad = sorted(set(config) & set(NOT_ANALYSIS))
+        if bad:
+            raise ValueError(f"{where}: expected the analysis sections only, found {', '.join(bad)}")
+        if first_shot < self._written():
+            raise ValueError(f"{where}: first_shot: expected >= {self._written()} (shots written so far), "
+                             f"found {first_shot}")
+        check_dark_refs(config, self._darks, f"{where}: config")
+        entry = jsonable({"version": len(self._analysis()) + 1, "first_shot": int(first_shot),
+                          "first_tag": int(first_tag), "time": time, "by": str(by), "config": dict(config)})
+        AnalysisVersion.model_validate(entry, strict=True)  # what readers will check
+        self._set_attrs({**self._attrs, "analysis": [*self._analysis(), entry]})
+        return int(entry["version"])
+
+    def add_dark(self, detector: str, frame: DarkFrame, *, time: float | None) -> int:
+        """Record ``frame`` as dark version k+1 of ``detector`` (``dark/<det>/v<k+1>``); returns k+1.
+
+        Written whole in a hidden directory, fsynced and renamed into place: readers see all
+        of it or nothing. Not per shot, so outside the equal-length rule.
+
+        Raises:
+            ValueError: a detector the recording does not know, or mean/std not float
+                arrays of its shape.
+            RecordingWriteError: the write failed.
+        """
+        self._usable()
+        info = self._attrs.get("detectors", {}).get(detector)
+        if not isinstance(info, dict):
+            known = ", ".join(sorted(self._attrs.get("detectors", {}))) or "none"
+            raise ValueError(f"{self._path}: dark of {detector}: expected a detector the recording knows ({known})")
+        check_frame(detector, frame, tuple(info["shape"]))
+        version = max(self._darks.get(detector, []), default=0) + 1
+        target = self._path / "dark" / encode_name(detector) / f"v{version}"
+
+        def write() -> None:
+            dark = _group(self._root, "dark", {})
+            _group(dark, encode_name(detector), {"name": detector})
+            write_dark_group(target, detector, frame, shape=tuple(info["shape"]), attrs={"time": time})
+            if self._fsync:
+                self._sync_now()
+
+        self._guard(write)
+        self._darks.setdefault(detector, []).append(version)
+        return version
+
+    def close(self) -> None:
+        """Commit what is buffered, trim every array to ``committed``, set ``closed``, fsync.
+
+        Everything written since the last fsync is made durable before ``closed`` is set,
+        whatever ``record.fsync`` says. After a failed write this only releases resources
+        and the lock: the recording stays as the last commit left it (``closed`` false;
+        ``shotwatch repair`` trims it). Idempotent.
         """
         if self._closed:
             return
         try:
             if self._failed is None:
-                self.commit()
+                self._commit(sync=True)
                 self._guard(lambda: truncate(self._root, self._committed, layout=self._layout))
-                self._guard(lambda: self._write_attrs({**self._attrs, "closed": True}))
-                self._attrs["closed"] = True
+                self._set_attrs({**self._attrs, "closed": True}, sync=True)
         finally:
             self._closed = True
-            self._pool.shutdown(wait=True)
+            self._arrays.shutdown()
+            self._lock.release()
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -312,88 +349,50 @@ class RecordingWriter:
     def _written(self) -> int:
         return self._committed + sum(len(b) for b in self._pending)
 
-    def _write_data(self, blocks: Sequence[ShotBlock], start: int, frames_done: dict[str, int]) -> None:
-        """Grow, then write every array of one commit concurrently; updates ``frames_done``.
+    def _commit(self, *, sync: bool) -> None:
+        """Data, (fsync), root attributes with the new ``committed``, (fsync)."""
+        self._usable()
+        self._last_commit = time.monotonic()
+        if not self._pending:
+            if sync and self._durability.pending():
+                self._guard(self._sync_now)
+            return
+        pending = self._pending
+        start, stop = self._committed, self._written()
+        frames_done = dict(self._frames_done)
+        attrs = {**self._attrs, "committed": stop, "analysis": self._first_tags(pending, start)}
+        self._guard(lambda: self._write_data(pending, start, frames_done, sync=sync))
+        if sync:  # every new chunk and its directory before the root attributes say they are there
+            self._guard(self._sync_now)
+        self._set_attrs(attrs, sync=sync)
+        self._committed, self._frames_done = stop, frames_done
+        self._committed_tag = int(pending[-1].tags[-1])
+        self._pending, self._pending_bytes, self._bytes = [], 0, None
 
-        Each array gets the blocks' pieces as segments (no concatenated copy of the commit);
-        a piece a block lacks (a point or cutout it did not carry) reads as the fill value.
-        """
-        segments: dict[str, tuple[zarr.Array, list[tuple[int, np.ndarray[Any, Any]]]]] = {}
+    def _set_attrs(self, attrs: dict[str, Any], *, sync: bool | None = None) -> None:
+        """Rewrite the root attributes (then fsync them and their directory when syncing)."""
+        self._guard(lambda: self._write_attrs(attrs))
+        self._attrs = attrs
+        if self._fsync if sync is None else sync:
+            self._guard(self._sync_now)
 
-        def add(array: zarr.Array, row: int, data: np.ndarray[Any, Any]) -> None:
-            segments.setdefault(array.path, (array, []))[1].append((row, data))
+    def _sync_now(self) -> None:
+        self._durability.sync(run=self._arrays.run)
 
-        frame_needs: dict[str, int] = {}
-        layout, row = self._layout, start
-        for b in blocks:
-            add(layout.tag, row, b.tags)
-            add(layout.time, row, b.time)
-            for name, values in b.points.items():
-                add(self._point_array(name), row, values)
-            for key, cut in b.cutouts.items():
-                pixels, valid = self._version_arrays(key, cut.pixels.dtype)
-                add(pixels, row, cut.pixels)
-                add(valid, row, cut.valid)
-            for det, fr in b.frames.items():
-                if not len(fr.shot):
-                    continue
-                fa, f0 = self._frame_arrays(det, fr), frames_done.get(det, 0)
-                add(fa.pixels, f0, fr.pixels)
-                add(fa.shot, f0, fr.shot.astype(np.int64) + row)
-                frames_done[det] = frame_needs[det] = f0 + len(fr.shot)
-            row += len(b)
-        self._grow(row, frame_needs)
-        self._run([job for array, segs in segments.values()
-                   for job in self._appender(array, segs[0][0]).jobs(segs)])
+    def _analysis(self) -> list[dict[str, Any]]:
+        return list(self._attrs.get("analysis", []))
 
-    def _point_array(self, name: str) -> zarr.Array:
-        arr = self._layout.points.get(name)
-        if arr is None:  # a point that appeared mid-run: NaN before
-            arr = self._layout.add_point(name, self._capacity)
-        return arr
+    def _first_tags(self, pending: Sequence[ShotBlock], start: int) -> list[dict[str, Any]]:
+        """``analysis`` with the first tag of versions whose first shot this commit holds filled in."""
+        out = []
+        for entry in self._analysis():
+            tag = _tag_at(pending, int(entry["first_shot"]) - start) if entry["first_tag"] == -1 else None
+            out.append(entry if tag is None else {**entry, "first_tag": tag})
+        return out
 
-    def _version_arrays(self, key: str, dtype: np.dtype[Any]) -> tuple[zarr.Array, zarr.Array]:
-        va = self._layout.versions[key]
-        if va.pixels is None or va.valid is None:  # the detector's dtype was not known at set_rois
-            self._layout.add_version_arrays(va, dtype, self._capacity)
-        assert va.pixels is not None and va.valid is not None
-        return va.pixels, va.valid
-
-    def _frame_arrays(self, det: str, fr: Frames) -> FrameArrays:
-        fa = self._layout.frames.get(det)
-        if fa is None:
-            fa = self._layout.add_frames(det, shape=(fr.pixels.shape[1], fr.pixels.shape[2]), dtype=fr.pixels.dtype)
-        return fa
-
-    def _grow(self, shots: int, frames: dict[str, int]) -> None:
-        """Resize every array that needs it, all in one burst (FORMAT.md: grow rarely, in steps)."""
-        resizes: list[tuple[zarr.Array, tuple[int, ...]]] = []
-        if shots > self._capacity:
-            cap = -(-max(shots, 2 * self._capacity) // SHOT_CHUNK) * SHOT_CHUNK
-            resizes += [(a, (cap, *a.shape[1:])) for a in self._layout.shot_arrays()]
-            self._capacity = cap
-        for det, need in frames.items():
-            fa = self._layout.frames[det]
-            have = int(fa.shot.shape[0])
-            if need > have:
-                cap = max(need, 2 * have, _MIN_FRAMES)
-                resizes += [(fa.pixels, (cap, *fa.pixels.shape[1:])), (fa.shot, (cap,))]
-        self._run([lambda a=a, s=s: a.resize(s) for a, s in resizes])  # type: ignore[misc]
-
-    def _appender(self, array: zarr.Array, start: int) -> ChunkAppender:
-        """The appender of ``array``; a new one starts at ``start`` (all before is final on disk)."""
-        app = self._apps.get(array.path)
-        if app is None:
-            app = self._apps[array.path] = ChunkAppender(array, start)
-        return app
-
-    def _run(self, jobs: Sequence[Callable[[], object]]) -> None:
-        """Run jobs on the pool; wait for all before raising the first failure."""
-        futures = [self._pool.submit(job) for job in jobs]
-        errors = [f.exception() for f in futures]
-        for err in errors:
-            if err is not None:
-                raise err
+    def _write_data(self, blocks: Sequence[ShotBlock], start: int, frames_done: dict[str, int], *,
+                    sync: bool = False) -> None:
+        self._arrays.write(blocks, start, frames_done, sync=sync)
 
     def _write_attrs(self, attrs: dict[str, Any]) -> None:
         self._root.attrs[ATTR_KEY] = jsonable(attrs)
@@ -401,7 +400,7 @@ class RecordingWriter:
     def _shot_of_tag(self, tag: int) -> int:
         """Index of the first written shot with a tag >= ``tag`` (the next shot if none)."""
         if self._committed and tag <= self._committed_tag:
-            return int(np.searchsorted(np.asarray(self._layout.tag[: self._committed]), tag))
+            return int(np.searchsorted(self._layout.read(self._layout.tag, 0, self._committed), tag))
         base = self._committed
         for b in self._pending:
             i = int(np.searchsorted(b.tags, tag))
@@ -417,5 +416,22 @@ def _nbytes(block: ShotBlock) -> int:
     return n + sum(f.pixels.nbytes for f in block.frames.values())
 
 
-def _load_attrs(path: Path) -> dict[str, Any]:
-    return check_attrs(open_root(path, mode="r"), path)
+def _tag_at(blocks: Sequence[ShotBlock], i: int) -> int | None:
+    """Tag of shot ``i`` counted from the first of ``blocks`` (None if they do not hold it)."""
+    if i < 0:
+        return None
+    for b in blocks:
+        if i < len(b):
+            return int(b.tags[i])
+        i -= len(b)
+    return None
+
+
+def _group(parent: zarr.Group, name: str, attrs: dict[str, Any]) -> zarr.Group:
+    """Child group ``name`` of ``parent``, created (with ``attrs``) if missing."""
+    if name in parent:
+        node = parent[name]
+        if not isinstance(node, zarr.Group):
+            raise RecordingError(f"{parent.path}/{name}: expected a group, found an array")
+        return node
+    return parent.create_group(name, attributes=attrs)

@@ -255,6 +255,10 @@ class Roi(_Model):
             )
 
 
+MAX_BINS = 100_000
+"""Most scan bins (``scan.edges.count``; an edges list has at most one more entry)."""
+
+
 class EdgesRange(_Model):
     """``count`` bins between ``start`` and ``stop`` (count + 1 evenly spaced edges)."""
 
@@ -262,8 +266,8 @@ class EdgesRange(_Model):
     """First edge."""
     stop: float
     """Last edge."""
-    count: int = Field(ge=1)
-    """Number of bins."""
+    count: int = Field(ge=1, le=MAX_BINS)
+    """Number of bins (at most 100,000: a config from elsewhere must not allocate without bound)."""
 
     @model_validator(mode="after")
     def _order(self) -> EdgesRange:
@@ -292,6 +296,8 @@ class Scan(_Model):
         if isinstance(v, list):
             if len(v) < 2:
                 raise ValueError(f"expected at least 2 edges, found {len(v)}")
+            if len(v) > MAX_BINS + 1:
+                raise ValueError(f"expected at most {MAX_BINS + 1} edges, found {len(v)}")
             if any(b <= a for a, b in zip(v, v[1:], strict=False)):
                 raise ValueError(f"expected strictly increasing edges, found {v}")
         return v
@@ -366,6 +372,10 @@ class Record(_Model):
     """Path template; ``{run}`` and ``{time}`` (UTC, YYYYmmdd-HHMMSS) are filled in."""
     frames_every: int = Field(60, ge=0)
     """Keep one full frame every N shots (0 = none)."""
+    fsync: bool = False
+    """fsync every commit (data files and directories before the root attributes, then those),
+    so that a power cut loses nothing committed; costs throughput (BENCHMARKS.md). A clean
+    close always fsyncs."""
 
 
 class Config(_Model):
