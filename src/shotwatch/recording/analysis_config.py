@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ..schemas import ANALYSIS_SECTIONS, AnalysisVersion, Config, ConfigError, DarkFrame, RecordingError
 from ..schemas.namespace import name_errors
+from .darkfile import read_dark_file
 
 if TYPE_CHECKING:
     from .reader import RecordingReader
@@ -63,15 +64,8 @@ def _check_detectors(cfg: Config, known: list[str], src: str, where: str) -> Non
 
 
 def analysis_versions(reader: RecordingReader) -> list[AnalysisVersion]:
-    """The recording's analysis versions, oldest first (FORMAT.md root attribute ``analysis``).
-
-    WIRE (recording helper): return ``reader.analysis_versions()`` here once it lands. Until
-    then a recording holds what version 1 is by definition: the analysis sections of its
-    ``config``, from its first shot on.
-    """
-    tags = reader.tags() if len(reader) else None
-    return [AnalysisVersion(version=1, first_shot=0, first_tag=-1 if tags is None else int(tags[0]),
-                            config=reader.config.model_dump(mode="json", include=set(ANALYSIS_SECTIONS)))]
+    """The recording's analysis versions, oldest first (FORMAT.md root attribute ``analysis``)."""
+    return reader.analysis_versions()
 
 
 def recording_analysis(reader: RecordingReader, version: int | None = None) -> tuple[int, Config]:
@@ -95,15 +89,25 @@ def recording_analysis(reader: RecordingReader, version: int | None = None) -> t
 
 
 def recording_darks(cfg: Config, reader: RecordingReader, *, origin: str) -> Mapping[str, DarkFrame]:
-    """detector -> dark that ``cfg.calibration.dark`` names (a recording's dark versions or a file).
+    """detector -> dark that ``cfg.calibration.dark`` names: the recording's dark versions
+    (``{"<det>": k}``, ``dark/<det>/v<k>``) or a dark file (a path, FORMAT.md).
 
-    WIRE (recording helper): ``{"<det>": k}`` is the recording's dark version k
-    (``dark/<det>/v<k>``); a string is a dark file (FORMAT.md). Both readers land with the
-    dark file I/O; until then a configured dark is refused here rather than silently ignored.
+    A dark file is untrusted input like a recording (``read_dark_file`` checks it); each of
+    its detectors must be one the recording holds, with the recording's frame shape.
     """
     dark = cfg.calibration.dark
     if not dark:
         return {}
-    found = f"{dark!r}" if isinstance(dark, str) else ", ".join(f"{d} v{k}" for d, k in dark.items())
-    raise ConfigError(f"{origin}: calibration.dark: expected a dark this version of shotwatch can read "
-                      f"(dark I/O lands with the recording's dark versions), found {found}")
+    if isinstance(dark, dict):
+        return {det: reader.dark(det, k) for det, k in dark.items()}
+    frames = read_dark_file(dark)
+    known = reader.detectors
+    for det, frame in frames.items():
+        info = known.get(det)
+        if info is None:
+            raise ConfigError(f"{origin}: calibration.dark: expected a dark of detectors that {reader.path} holds "
+                              f"({', '.join(sorted(known)) or 'none'}), found {det!r} in {dark}")
+        if tuple(frame.mean.shape) != tuple(info.shape):
+            raise ConfigError(f"{origin}: calibration.dark: expected a dark of {det}'s {info.shape[0]} x "
+                              f"{info.shape[1]} pixels, found {frame.mean.shape[0]} x {frame.mean.shape[1]} in {dark}")
+    return frames
