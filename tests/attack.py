@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -176,8 +177,8 @@ class RecorderProc:
         self.runtime = tmp / "xdg"
         self.runtime.mkdir(exist_ok=True)
         cfg = tmp / "demo.toml"
-        cfg.write_text(demo_text().replace("rate = 60.0", f"rate = {rate}").replace("frames_every = 60",
-                                                                                   "frames_every = 30"))
+        text = re.sub(r"(?m)^rate = \S+", f"rate = {rate}", demo_text())
+        cfg.write_text(re.sub(r"(?m)^frames_every = \d+", "frames_every = 30", text))
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)}
 
         def limit() -> None:

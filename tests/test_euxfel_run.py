@@ -40,8 +40,11 @@ SERVE = Path(sys.executable).with_name("karabo-bridge-serve-files")
 ROIS = {"a": (CORR, (10, 42), (300, 340)), "b": (RAW, (60, 100), (20, 52))}
 
 
-def write_run(path: Path, trains: int = TRAINS) -> None:
-    """A mock run with known pixels and XGM values (seeded), via extra-data's make_examples."""
+def write_run(path: Path, trains: int = TRAINS, *, raw: bool = True) -> None:
+    """A mock run with known pixels and XGM values (seeded), via extra-data's make_examples.
+
+    ``raw=False`` leaves out the raw module (a longer run for the PUB test stays small).
+    """
     import h5py
     from extra_data.tests import make_examples as mx
 
@@ -49,18 +52,20 @@ def write_run(path: Path, trains: int = TRAINS) -> None:
     opts = {"ntrains": trains, "chunksize": min(trains, 32)}
     mx.write_file(str(path / "CORR-R0007-AGIPD03-S00000.h5"),
                   [mx.AGIPDModule(CORR.split(":")[0], raw=False, frames_per_train=PULSES)], **opts)
-    mx.write_file(str(path / "RAW-R0007-AGIPD04-S00000.h5"),
-                  [mx.AGIPDModule(RAW.split(":")[0], raw=True, frames_per_train=PULSES)], **opts)
+    if raw:
+        mx.write_file(str(path / "RAW-R0007-AGIPD04-S00000.h5"),
+                      [mx.AGIPDModule(RAW.split(":")[0], raw=True, frames_per_train=PULSES)], **opts)
     mx.write_file(str(path / "RAW-R0007-DA01-S00000.h5"), [mx.XGM(XGM_SRC.split(":")[0])], **opts)
     rng = np.random.default_rng(2026)
     n = trains * PULSES
     with h5py.File(path / "CORR-R0007-AGIPD03-S00000.h5", "r+") as f:
         f[f"INSTRUMENT/{CORR}/image/data"][:] = rng.normal(5.0, 2.0, (n, 512, 128)).astype(np.float32)
-    with h5py.File(path / "RAW-R0007-AGIPD04-S00000.h5", "r+") as f:
-        raw = np.empty((n, 2, 512, 128), np.uint16)
-        raw[:, 0] = rng.integers(4000, 6000, (n, 512, 128))  # data
-        raw[:, 1] = 2  # gain stage: taking this axis' index 1 would give a constant
-        f[f"INSTRUMENT/{RAW}/image/data"][:] = raw
+    if raw:
+        with h5py.File(path / "RAW-R0007-AGIPD04-S00000.h5", "r+") as f:
+            pixels = np.empty((n, 2, 512, 128), np.uint16)
+            pixels[:, 0] = rng.integers(4000, 6000, (n, 512, 128))  # data
+            pixels[:, 1] = 2  # gain stage: taking this axis' index 1 would give a constant
+            f[f"INSTRUMENT/{RAW}/image/data"][:] = pixels
     with h5py.File(path / "RAW-R0007-DA01-S00000.h5", "r+") as f:
         xgm = np.ones((trains, 1000), np.float32)  # filler
         xgm[:, :FEL] = rng.uniform(0.5, 2.0, (trains, FEL))
@@ -188,10 +193,15 @@ def test_the_same_run_from_files_and_over_the_bridge_gives_the_same_numbers(run_
         close(results["files"], results[name], name)
 
 
+LONG_TRAINS = 96  # serve-files sends ~100 trains/s from the moment it binds: about a second of them
+
+
 @pytest.mark.timeout(60)
-def test_a_pub_server_drops_trains_before_the_subscriber_joins(run_dir: Path, serve: Any) -> None:
+def test_a_pub_server_drops_trains_before_the_subscriber_joins(tmp_path: Path) -> None:
     """SUB gets what a PUB bridge sends after it joined; every train it gets is the file's."""
-    bridge = serve("PUB", start=False)
+    run_dir = tmp_path / "r0007"
+    write_run(run_dir, LONG_TRAINS, raw=False)
+    bridge = ServeFiles(run_dir, "PUB", start=False)
     cfg = KaraboSource(endpoint=bridge.endpoint, socket="SUB", detectors=[CORR], pulses="train")
     src = KaraboBridgeSource(cfg, open_timeout=20.0)
     threading.Timer(0.5, bridge.start).start()  # the subscriber is there first
@@ -200,11 +210,13 @@ def test_a_pub_server_drops_trains_before_the_subscriber_joins(run_dir: Path, se
     while (block := src.read(timeout=3.0)) is not None:
         blocks.append(block)
     src.close()
-    frames = extra_data.RunDirectory(str(run_dir))[CORR, "image.data"].ndarray().reshape(TRAINS, PULSES, 512, 128)
+    bridge.stop()
+    frames = extra_data.RunDirectory(str(run_dir))[CORR, "image.data"].ndarray()
+    frames = frames.reshape(LONG_TRAINS, PULSES, 512, 128)
     for b in blocks:  # train mode: the mean over the train's 8 frames, float32
         expect = frames[int(b.tags[0]) - 10000].mean(axis=0, dtype=np.float64).astype(np.float32)
         np.testing.assert_array_equal(b.frames[CORR].pixels[0], expect)
-    assert 1 <= len(blocks) <= TRAINS
+    assert 1 <= len(blocks) <= LONG_TRAINS
 
 
 def test_euxfel_run_source(run_dir: Path, tmp_path: Path) -> None:

@@ -357,7 +357,7 @@ def test_pulse_and_train_modulo_decide_per_shot() -> None:
                       {"train_id": tids.astype(float), "pulse_index": np.array([0, 1, 2, 0, np.nan, 2])})
     for mode, expect in (("pulse-modulo", [1, 0, 1, 1, -1, 1]), ("train-modulo", [0, 0, 0, 1, 1, 1])):
         cfg = Config.model_validate({"pump_probe": {"mode": mode, "cycle": 2, "on": [0]}})
-        assert shot_table(block, Analysis.from_config(cfg, ev_per_adu={})).laser.tolist() == expect
+        assert shot_table(block, Analysis.from_config(cfg, ev_per_adu={}), {}).laser.tolist() == expect
         assert cfg.analysis_points() == [{"pulse-modulo": "pulse_index", "train-modulo": "train_id"}[mode]]
 
 

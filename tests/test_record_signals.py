@@ -26,7 +26,7 @@ def _demo(tmp_path: Path) -> Path:
     from shotwatch.schemas.loading import demo_text
 
     cfg = tmp_path / "demo.toml"
-    cfg.write_text(demo_text().replace("rate = 60.0", "rate = 30.0"))
+    cfg.write_text(demo_text())  # the simulator at its 30 Hz
     return cfg
 
 

@@ -259,7 +259,7 @@ def test_record_with_aliases_channels_and_a_mask_equals_reduce(tmp_path: Path) -
 
     from shotwatch.schemas import demo_text
 
-    text = demo_text().replace("rate = 60.0", "rate = 0").replace(
+    text = demo_text().replace("rate = 30.0", "rate = 0").replace(
         '# points = [...]', 'points = ["xfel_mon_bpm_bl3_0_3_beamstatus/summary", "xfel_bl_3_st_5_motor_user_1/position"]')
     text = text.replace('name = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"', 'name = "i0sum"')
     text += ('\n[alias]\nd1 = "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage"\nd2 = "xfel_bl_3_tc_bm_1_pd/charge"\n'
@@ -280,4 +280,5 @@ def test_record_with_aliases_channels_and_a_mask_equals_reduce(tmp_path: Path) -
                           capture_output=True, text=True, timeout=120)
     assert json.loads(info.stdout)["points"] == sorted([
         "xfel_mon_bpm_bl3_0_3_beamstatus/summary", "xfel_bl_3_st_5_motor_user_1/position",
+        "xfel_bl_3_shutter_1_open_valid/status",
         "xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage", "xfel_bl_3_tc_bm_1_pd/charge"])

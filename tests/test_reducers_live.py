@@ -151,7 +151,7 @@ def test_accessors_give_one_version_by_its_roi_key() -> None:
     """What the console reads, by version key (never a display name that may mean another)."""
     bs = blocks(2, [6, 6])
     whole = ShotBlock.concat(bs)
-    t = shot_table(whole, A)
+    t = shot_table(whole, A, {})
     w, tr, c, h = RollingWindow(A, size=20), Trend(A), Correlation(A), Histogram(A)
     np.testing.assert_array_equal(w.values(run(w, bs), "a/v2"), t.values["a/v2"])
     assert w.values(w.init(), "a/v2") is None and tr.means(tr.init(), "a/v1") is None

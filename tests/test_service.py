@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import random
+import socket
 import stat
 import subprocess
 import sys
@@ -458,12 +460,20 @@ def _free_addresses() -> dict[str, str]:
     keeps reconnecting to an ephemeral port may be given that very port as its own and connect
     to itself, and the port is then taken.
     """
-    ctx = zmq.Context.instance()
-    ports = []
-    for _ in range(2):
-        sock = ctx.socket(zmq.PUB)
-        ports.append(sock.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=32000))
-        sock.close(0)
+    # plain sockets: their close is synchronous (a zmq socket's unbind happens later, on its
+    # I/O thread, and the port was then still taken when the test bound it)
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < 2:
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
     return {"publish": f"tcp://127.0.0.1:{ports[0]}", "control": f"tcp://127.0.0.1:{ports[1]}"}
 
 

@@ -86,9 +86,15 @@ def format_info(info: dict[str, Any], *, writer: int | None = None) -> str:
 
 
 def _sections(config: dict[str, Any]) -> str:
-    """The analysis sections a version sets, briefly (``i0, veto (2), scan``)."""
+    """The analysis sections a version sets, briefly (``i0, veto (2), scan``).
+
+    A section left at its defaults (``[alarm]`` has some) is not listed.
+    """
+    from ..schemas import Config
+
+    defaults = Config().model_dump(mode="json")
     out = [f"{key} ({len(value)})" if isinstance(value, list) else key
-           for key, value in config.items() if _is_set(value)]
+           for key, value in config.items() if _is_set(value) and value != defaults.get(key)]
     return ", ".join(out) or "none"
 
 

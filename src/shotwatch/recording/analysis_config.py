@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from ..schemas import ANALYSIS_SECTIONS, AnalysisVersion, Config, ConfigError, DarkFrame, RecordingError
+from ..schemas import (
+    ANALYSIS_SECTIONS,
+    AnalysisVersion,
+    Config,
+    ConfigError,
+    DarkFrame,
+    RecordingError,
+    parse_config,
+)
 from ..schemas.namespace import name_errors
 from .darkfile import read_dark_file
 
@@ -73,19 +79,18 @@ def recording_analysis(reader: RecordingReader, version: int | None = None) -> t
 
     The configuration is the recording's ``config`` with the version's analysis sections.
     """
+    base = reader.config  # its own errors first: version 1 is its analysis sections
     versions = {v.version: v for v in analysis_versions(reader)}
     k = max(versions) if version is None else version
     if k not in versions:
         raise ConfigError(f"{reader.path}: --analysis-version: expected one of the recording's analysis "
                           f"versions ({', '.join(map(str, sorted(versions)))}), found {version}")
     try:
-        chosen = Config.model_validate({**versions[k].config, "source": {"kind": "sim"}})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise RecordingError(f"{reader.path}: attribute analysis[{k}].config.{where}: expected a valid "
-                             f"analysis, found {first['msg']}") from None
-    return k, reader.config.model_copy(update={s: getattr(chosen, s) for s in ANALYSIS_SECTIONS})
+        chosen = parse_config({**versions[k].config, "source": {"kind": "sim"}},
+                              origin=f"{reader.path}: attribute analysis[{k}].config")
+    except ConfigError as exc:
+        raise RecordingError(str(exc)) from None
+    return k, base.model_copy(update={s: getattr(chosen, s) for s in ANALYSIS_SECTIONS})
 
 
 def recording_darks(cfg: Config, reader: RecordingReader, *, origin: str) -> Mapping[str, DarkFrame]:
