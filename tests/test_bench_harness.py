@@ -1,0 +1,91 @@
+"""The benchmark harness fails loudly: `make bench` exits 1 when a gate fails, a script crashes,
+hangs, prints a malformed row or nothing.
+
+Scripts here are tiny stand-ins written to a temporary directory; nothing is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import run_all  # noqa: E402
+from _results import read_all  # noqa: E402
+
+GOOD = {"bench": "x", "metric": "rate", "value": 12.0, "unit": "1/s", "gate": ">= 10", "ok": True}
+SCRIPTS = {
+    "good": f"print({json.dumps(json.dumps(GOOD))})",
+    "gate": f"print({json.dumps(json.dumps({**GOOD, 'value': 3.0, 'ok': False}))})",
+    "crash": f"print({json.dumps(json.dumps(GOOD))}); raise SystemExit(3)",
+    "silent": "import sys; print('progress, not a row', file=sys.stderr)",
+    "chatty": "print('warming up'); print('{\"bench\": \"x\", \"value\": 1')",
+    "report_only": f"print({json.dumps(json.dumps({**GOOD, 'gate': None, 'ok': None}))})",
+    "hang": "import time; time.sleep(60)",
+}
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    for name, code in SCRIPTS.items():
+        (d / f"bench_{name}.py").write_text(code + "\n")
+    return d
+
+
+def run(bench_dir: Path, *names: str, save: bool = False) -> int:
+    argv = [*names, "--timeout", "5"] + ([] if save else ["--no-save"])
+    return run_all.main(argv, here=bench_dir, root=bench_dir.parent)
+
+
+@pytest.mark.parametrize(("names", "code"), [
+    (["bench_good"], 0),
+    (["bench_report_only"], 0),
+    (["bench_good", "bench_gate"], 1),
+    (["bench_crash"], 1),
+    (["bench_silent"], 1),
+    (["bench_chatty"], 1),
+])
+def test_exit_status(bench_dir: Path, names: list[str], code: int) -> None:
+    assert run(bench_dir, *names) == code
+
+
+def test_every_failure_is_a_failing_row(bench_dir: Path) -> None:
+    got = {n: run_all.run_script(bench_dir / f"bench_{n}.py", timeout=5, echo=False)
+           for n in ("crash", "silent", "chatty")}
+    assert [(r["metric"], r["value"], r["ok"]) for r in got["crash"].rows] == [("rate", 12.0, True),
+                                                                                ("exit status", 3, False)]
+    assert [(r["metric"], r["ok"]) for r in got["silent"].rows] == [("rows printed", False)]
+    (bad,) = got["chatty"].rows
+    assert bad["metric"] == "malformed row" and bad["ok"] is False and "expected a JSON object" in bad["why"]
+
+
+def test_a_hung_script_is_killed_and_fails(bench_dir: Path) -> None:
+    out = run_all.run_script(bench_dir / "bench_hang.py", timeout=1, echo=False)
+    assert [(r["metric"], r["ok"]) for r in out.rows] == [("seconds until killed", False)]
+    assert out.seconds < 15
+
+
+def test_an_unknown_name_is_refused(bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(bench_dir, "bench_good", "bench_nope") == 2
+    err = capsys.readouterr().err
+    assert "run_all: error: ONLY: expected benchmark names among bench_chatty" in err and "found bench_nope" in err
+
+
+def test_a_subset_is_saved_with_its_provenance(bench_dir: Path) -> None:
+    assert run(bench_dir, "bench_good.py", "bench_gate", save=True) == 1
+    (info,) = read_all(bench_dir.parent)
+    assert [s.script for s in info.scripts] == ["bench_good", "bench_gate"]
+    assert info.summary is not None and info.summary["failed"] == ["x"] and info.commit == "unknown"
+    assert info.summary["command"] == "benchmarks/run_all.py bench_good.py bench_gate"
+    assert all(r["fingerprint"] == info.fingerprint for s in info.scripts for r in s.rows)
+
+
+def test_run_all_selects_by_name(bench_dir: Path) -> None:
+    assert [p.stem for p in run_all.select(["bench_good", "bench_crash.py"], bench_dir)] == ["bench_good", "bench_crash"]
