@@ -1,5 +1,6 @@
 """The benchmark harness fails loudly: `make bench` exits 1 when a gate fails, a script crashes,
-hangs, prints a malformed row or nothing.
+hangs, prints a malformed row or nothing; the soak's reconciliation of what the source produced
+with what was committed balances only when every missing shot is named by a loss counter.
 
 Scripts here are tiny stand-ins written to a temporary directory; nothing is measured.
 """
@@ -10,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +91,41 @@ def test_a_subset_is_saved_with_its_provenance(bench_dir: Path) -> None:
 
 def test_run_all_selects_by_name(bench_dir: Path) -> None:
     assert [p.stem for p in run_all.select(["bench_good", "bench_crash.py"], bench_dir)] == ["bench_good", "bench_crash"]
+
+
+# --- the soak's reconciliation ---------------------------------------------------------------
+
+soak = pytest.importorskip("soak")
+
+
+def test_reconcile_balances_only_with_named_losses() -> None:
+    produced = np.arange(100, 120, 2)
+    committed = np.delete(produced, [3, 7])
+    r = soak.reconcile(produced, committed, {"shots lost (reader late)": 2, "publish dropped": 5})
+    assert r == {"produced": 10, "committed": 8, "lost": {"shots lost (reader late)": 2}, "missing": 2,
+                 "foreign": 0, "unexplained": 0}
+    assert soak.reconcile(produced, committed, {"publish dropped": 5})["unexplained"] == 2
+    foreign = soak.reconcile(produced, np.append(produced, 121), {})
+    assert foreign["foreign"] == 1 and foreign["unexplained"] == -1
+
+
+def test_the_simulator_read_again_lists_what_the_paced_one_produced() -> None:
+    """The soak's ground truth: tags depend on the seed, not on the rate or the reading."""
+    import time
+    import tomllib
+
+    from _common import config_text
+    from shotwatch.schemas import parse_config
+    from shotwatch.sources import open_source
+
+    source = open_source(parse_config(tomllib.loads(config_text(rate=60.0, seed=2019)), origin="test"))
+    source.open()
+    paced, t0 = [np.empty(0, np.int64)], time.monotonic()
+    while sum(map(len, paced)) < 12 and time.monotonic() - t0 < 10:
+        block = source.read(timeout=0.2)
+        if block is not None:
+            paced.append(block.tags)
+    source.close()
+    tags = np.concatenate(paced)
+    assert len(tags) >= 10 and np.array_equal(soak.source_tags(2019, int(tags[-1])), tags)
+    assert soak.source_tags(2019, int(tags[0]) - 1).size == 0
