@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench soak wheelhouse clean
+.PHONY: install run test lint bench bench-report soak wheelhouse clean
 
 install: $(STAMP)
 
@@ -31,12 +31,19 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
+# Every benchmarks/bench_*.py (ONLY="bench_sim bench_reduce": a subset), rows saved to
+# benchmarks/results/, then BENCHMARKS.md's tables regenerated; the exit status is run_all's
+# (1 if a gate failed or a script crashed or printed nothing), the tables show it either way.
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(ONLY); status=$$?; $(BIN)/python benchmarks/report.py && exit $$status
 
-# 30 minutes of the simulator at 60 Hz with a console attached (memory, drops, completeness).
+# BENCHMARKS.md's tables from the result files already there (rows from other code name their commit).
+bench-report: install
+	$(BIN)/python benchmarks/report.py
+
+# 30 minutes of the simulator at 60 Hz with a console attached (memory, losses, completeness).
 soak: install
-	$(BIN)/python benchmarks/soak.py --minutes $(or $(MINUTES),30)
+	$(BIN)/python benchmarks/soak.py --minutes $(or $(MINUTES),30); status=$$?; $(BIN)/python benchmarks/report.py && exit $$status
 
 wheelhouse: install
 	$(BIN)/python tools/wheelhouse.py $(if $(PYVER),--python-version $(PYVER)) $(if $(PLATFORM),--platform $(PLATFORM))

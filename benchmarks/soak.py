@@ -1,7 +1,7 @@
 """Soak: a real ``shotwatch record`` at 60 Hz with a real ``shotwatch console`` attached in tmux.
 
     benchmarks/soak.py --minutes 30        # the acceptance run (`make soak`)
-    benchmarks/soak.py --minutes 2         # a quick check (samples every 10 s)
+    benchmarks/soak.py --minutes 2 --no-save   # a quick check (samples every 10 s)
 
 Not named ``bench_*`` so ``make bench`` does not run it. Prints JSON lines: one
 ``soak_sample`` per sample (RSS and CPU of both processes, the recorder's status counters, what
@@ -13,13 +13,22 @@ the console shows), then the verdict rows:
   warm-up (the console's rolling window fills in ~35 s at 60 Hz). Gate <= 10 MB/h
   (an 8-hour shift would add < 80 MB); judged only when >= 10 min remain after the warm-up,
   shorter runs report the slope with ``ok`` null.
-- ``soak_dropped``: shots the recorder received (its live summary's ``shots.total``,
-  ``--summary-json``) minus shots committed (``shotwatch info``). Gate == 0, and no recorder
-  or publisher fault counter (``shots lost (reader late)``, ``publish dropped``, ...) above 0.
+- ``soak_reconcile``: what the source produced against what was committed. The simulator's
+  shots are a pure function of (seed, tag), so the tags it produced up to the last tag seen are
+  listed again by reading it at rate 0; then produced = committed + the shots each loss counter
+  names (``shots lost (reader late)``, ``tags not increasing``). Gate: nothing unexplained, and
+  no recorded tag the source did not produce.
+- ``soak_dropped``: produced minus committed. Gate == 0, and no fault counter of the service
+  (``publish dropped``, ...) above 0. The shots the recorder's live summary received
+  (``--summary-json``) are its baseline.
 - ``soak_complete``: the recording is closed, and holds at least every shot the last heartbeat
   before the stop reported.
 - ``soak_console``: the console showed live data (a rate in Hz) at every sample, and ``q``
   ended it with exit code 0.
+
+Exit status 1 if any gate failed. The verdict rows go to
+``benchmarks/results/<UTC start>-<commit>-soak.jsonl`` (benchmarks/_results.py) unless
+``--no-save``; the samples only to stdout.
 
 The recording (~2 MB/s: one full frame a second) is deleted afterwards unless ``--keep``.
 """
@@ -38,20 +47,30 @@ import subprocess
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from _common import config_text, emit
 from _pty_link import SHOTWATCH, RecorderProc, cpu_seconds, info_json, private_runtime
+from _results import ROOT, ResultsWriter, provenance
+from shotwatch.recording import RecordingReader
+from shotwatch.schemas import parse_config
+from shotwatch.sources import open_source
 
 WARMUP_S = 60.0
 SLOPE_GATE_MB_H = 10.0
-# Counters that would mean the recorder or its publisher lost something (the simulator's own
-# missing tags and vetoed shots are beam physics, not losses).
-LOSS_COUNTERS = ("shots lost (reader late)", "publish dropped", "publish errors", "tags not increasing",
-                 "control thread failures")
+SEED = 2019
+# Counters, in shots, of shots the source produced that the recording cannot hold: the reader
+# fell behind the simulator's clock, or the recorder dropped tags that did not increase. (The
+# simulator's missing tags and vetoed shots are beam physics: never produced, never lost.)
+LOST_SHOTS = ("shots lost (reader late)", "tags not increasing")
+# Faults of the service, counted in messages: they take nothing from the recording, but none
+# may happen in a soak.
+FAULTS = ("publish dropped", "publish errors", "unpublishable messages", "control thread failures")
 
 
 class StatusWatch:
@@ -180,6 +199,42 @@ def sample(t0: float, rec: psutil.Process, con: psutil.Process, watch: StatusWat
     return row
 
 
+def source_tags(seed: int, last_tag: int) -> np.ndarray:
+    """Every tag the simulator with ``seed`` produces up to ``last_tag``, in order.
+
+    Its shots are a pure function of (seed, tag) whatever the rate (DESIGN.md, Scale), so the
+    simulator read again at rate 0, without ROIs or frames, lists what the paced one produced.
+    """
+    config = parse_config(tomllib.loads(config_text(rate=0, frames_every=0, seed=seed)), origin="soak")
+    source = open_source(config, frames_every=0)
+    source.open()
+    source.set_rois(rois={})
+    chunks = [np.empty(0, np.int64)]
+    try:
+        while not len(chunks[-1]) or chunks[-1][-1] < last_tag:
+            block = source.read(timeout=1.0)
+            if block is not None:
+                chunks.append(block.tags)
+    finally:
+        source.close()
+    tags = np.concatenate(chunks)
+    return tags[tags <= last_tag]
+
+
+def reconcile(produced: np.ndarray, committed: np.ndarray, counters: dict[str, int]) -> dict[str, Any]:
+    """Produced = committed + the shots each loss counter names, checked by tag.
+
+    Returns the counts, the named losses, ``missing`` (produced tags not in the recording),
+    ``foreign`` (recorded tags the source never produced) and ``unexplained`` (produced minus
+    committed minus the named losses: 0 when the counters tell the whole story).
+    """
+    lost = {k: int(counters[k]) for k in LOST_SHOTS if counters.get(k)}
+    return {"produced": int(len(produced)), "committed": int(len(committed)), "lost": lost,
+            "missing": int(np.setdiff1d(produced, committed).size),
+            "foreign": int(np.setdiff1d(committed, produced).size),
+            "unexplained": int(len(produced) - len(committed) - sum(lost.values()))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -187,11 +242,32 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60.0, help="simulator shots per second")
     ap.add_argument("--dir", default=None, help="where the recording goes (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the recording and logs")
+    ap.add_argument("--no-save", action="store_true", help="do not write a result file")
     args = ap.parse_args()
-    every = args.sample or (30.0 if args.minutes >= 10 else 10.0)
+    writer = None if args.no_save else ResultsWriter(ROOT, provenance(ROOT), suffix="-soak")
+    load0 = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="soak-", dir=args.dir))
+    try:
+        rows = soak(args, work)
+    finally:  # the recording grows ~9 GB an hour: never leave it behind by accident
+        if args.keep:
+            print(json.dumps({"bench": "soak_files", "dir": str(work)}), flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    failed = sorted(r["bench"] for r in rows if r.get("ok") is False)
+    if writer is not None:
+        command = f"benchmarks/soak.py --minutes {args.minutes:g}" + (f" --rate {args.rate:g}" if args.rate != 60 else "")
+        writer.script("soak", rows, exit=1 if failed else 0, seconds=time.time() - writer.started,
+                      load=(load0, os.getloadavg()[0]))
+        writer.finish(command, failed)
+    return 1 if failed else 0
+
+
+def soak(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """Record with a console attached for ``args.minutes``, sampling; returns the verdict rows."""
+    every = args.sample or (30.0 if args.minutes >= 10 else 10.0)
     config = work / "soak.toml"
-    config.write_text(config_text(rate=args.rate))
+    config.write_text(config_text(rate=args.rate, seed=SEED))
     rec_path, summary = work / "soak.zarr", work / "summary.json"
     runtime = private_runtime(work)
     rec = RecorderProc(rec_path, runtime=runtime, config=config, extra=["--summary-json", str(summary)])
@@ -221,49 +297,76 @@ def main() -> int:
         tmux.kill()
         if rec_code is None:
             rec_code = rec.stop()
-    verdict(args, samples, last, con_code, rec_code, rec_path, summary)
-    if args.keep:
-        print(json.dumps({"bench": "soak_files", "dir": str(work)}), flush=True)
-    else:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return [*rss_rows(args, samples), *recording_rows(args, last, rec_code, rec_path, summary),
+            console_row(samples, con_code)]
 
 
-def verdict(args: argparse.Namespace, samples: list[dict[str, Any]], last: Any, con_code: int | None,
-            rec_code: int | None, rec_path: Path, summary: Path) -> None:
+def rss_rows(args: argparse.Namespace, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     span = samples[-1]["t_s"] if samples else 0.0
     judged = span - WARMUP_S >= 600
+    rows = []
     for who in ("recorder", "console"):
         slope = slope_mb_per_h(samples, f"{who}_rss_mb")
         first = next((s[f"{who}_rss_mb"] for s in samples if s["t_s"] >= WARMUP_S), float("nan"))
         floor = floors(samples, f"{who}_rss_mb")
-        emit(f"soak_rss_{who}", "rss_slope", slope, "MB/h", baseline="RSS after the warm-up (MB)", baseline_value=first,
-             gate=f"<= {SLOPE_GATE_MB_H:g} MB/h (judged on >= 10 min after warm-up)",
-             ok=(slope <= SLOPE_GATE_MB_H) if judged else None, rss_first_mb=samples[0][f"{who}_rss_mb"] if samples else None,
-             rss_last_mb=samples[-1][f"{who}_rss_mb"] if samples else None, minutes=args.minutes,
-             lsq_slope=round(lsq_slope_mb_per_h(samples, f"{who}_rss_mb"), 2), floor_first_third_mb=floor[0],
-             floor_last_third_mb=floor[1],
-             cpu_fraction=round((samples[-1][f"{who}_cpu_s"] - samples[0][f"{who}_cpu_s"]) / max(1.0, span), 4)
-             if samples else None)
+        lsq = round(lsq_slope_mb_per_h(samples, f"{who}_rss_mb"), 2)
+        rows.append(emit(
+            f"soak_rss_{who}", "rss_slope", slope, "MB/h", baseline="RSS after the warm-up (MB)", baseline_value=first,
+            gate=f"<= {SLOPE_GATE_MB_H:g} MB/h (judged on >= 10 min after warm-up)",
+            ok=(slope <= SLOPE_GATE_MB_H) if judged else None,
+            note=f"least squares {lsq:g} MB/h; floor {floor[0]:.1f} -> {floor[1]:.1f} MB", minutes=args.minutes,
+            rss_first_mb=samples[0][f"{who}_rss_mb"] if samples else None,
+            rss_last_mb=samples[-1][f"{who}_rss_mb"] if samples else None, lsq_slope=lsq,
+            floor_first_third_mb=floor[0], floor_last_third_mb=floor[1],
+            cpu_fraction=round((samples[-1][f"{who}_cpu_s"] - samples[0][f"{who}_cpu_s"]) / max(1.0, span), 4)
+            if samples else None))
+    return rows
+
+
+def recording_rows(args: argparse.Namespace, last: Any, rec_code: int | None, rec_path: Path,
+                   summary: Path) -> list[dict[str, Any]]:
+    """soak_reconcile, soak_dropped and soak_complete, from the recording, the last heartbeat and
+    the simulator read again."""
     info = info_json(rec_path) if rec_path.exists() else {}
-    total = json.loads(summary.read_text())["shots"]["total"] if summary.exists() else None
-    committed = int(info.get("committed", -1))  # type: ignore[call-overload]
+    tags = RecordingReader(rec_path).tags() if rec_path.exists() else np.empty(0, np.int64)
+    received = json.loads(summary.read_text())["shots"]["total"] if summary.exists() else None
     counters = dict(last.counters) if last is not None else {}
-    losses = {k: v for k, v in counters.items() if k in LOSS_COUNTERS and v}
-    dropped = float("nan") if total is None else total - committed
-    emit("soak_dropped", "received_minus_committed", dropped, "shots", baseline="shots received (live summary)",
-         baseline_value=total, gate="== 0 and no loss counters", ok=dropped == 0 and not losses, committed=committed,
-         loss_counters=losses, all_counters={k: v for k, v in counters.items() if v},
-         expected_at_rate=round(args.rate * span), tag_gaps=getattr(last, "tag_gaps", None), recorder_exit=rec_code)
+    seen = [int(tags[-1])] if len(tags) else []
+    if last is not None and last.last_tag is not None:
+        seen.append(int(last.last_tag))
+    last_tag = max(seen, default=-1)
+    r = reconcile(source_tags(SEED, last_tag) if last_tag >= 0 else np.empty(0, np.int64), tags, counters)
+    named = " + ".join(f"{n:,} {k}" for k, n in r["lost"].items()) or "0 counted lost"
+    reconciled = emit(
+        "soak_reconcile", "produced_minus_committed_minus_named_losses", r["unexplained"], "shots",
+        baseline="shots the seeded simulator produced up to the last tag", baseline_value=r["produced"],
+        gate="produced = committed + named losses, every recorded tag produced",
+        ok=r["unexplained"] == 0 and r["foreign"] == 0 and r["produced"] > 0,
+        note=f"produced {r['produced']:,} = committed {r['committed']:,} + {named}", last_tag=last_tag, **r)
+    faults = {k: v for k, v in counters.items() if k in FAULTS and v}
+    dropped = r["produced"] - r["committed"]
+    dropped_row = emit(
+        "soak_dropped", "produced_minus_committed", dropped, "shots", baseline="shots received (live summary)",
+        baseline_value=received, gate="== 0 and no fault counter", ok=dropped == 0 and not faults,
+        note=f"received {received:,}; faults {faults or 'none'}" if received is not None else "no live summary",
+        received=received, faults=faults, all_counters={k: v for k, v in counters.items() if v},
+        expected_at_rate=round(args.rate * args.minutes * 60), tag_gaps=getattr(last, "tag_gaps", None),
+        recorder_exit=rec_code)
     last_shots = getattr(last, "shots", None)
-    emit("soak_complete", "committed", committed, "shots", baseline="shots in the last heartbeat before stop",
-         baseline_value=last_shots, gate="closed and committed >= last heartbeat",
-         ok=bool(info.get("closed")) and last_shots is not None and committed >= last_shots, closed=info.get("closed"),
-         bytes=info.get("bytes"))
+    complete = emit(
+        "soak_complete", "committed", r["committed"], "shots", baseline="shots in the last heartbeat before stop",
+        baseline_value=last_shots, gate="closed and committed >= last heartbeat",
+        ok=bool(info.get("closed")) and last_shots is not None and r["committed"] >= last_shots,
+        closed=info.get("closed"), bytes=info.get("bytes"))
+    return [reconciled, dropped_row, complete]
+
+
+def console_row(samples: list[dict[str, Any]], con_code: int | None) -> dict[str, Any]:
     live = sum(1 for s in samples if s["console_live"])
-    emit("soak_console", "samples_showing_live_data", live, "samples", baseline="samples", baseline_value=len(samples),
-         gate="all samples live and exit 0", ok=live == len(samples) and con_code == 0, exit_code=con_code,
-         skipped_blocks=samples[-1]["console_skipped_blocks"] if samples else None)
+    skipped = samples[-1]["console_skipped_blocks"] if samples else None
+    return emit("soak_console", "samples_showing_live_data", live, "samples", baseline="samples",
+                baseline_value=len(samples), gate="all samples live and exit 0", ok=live == len(samples) and con_code == 0,
+                note=f"exit {con_code}; skipped blocks {skipped}", exit_code=con_code, skipped_blocks=skipped)
 
 
 if __name__ == "__main__":
