@@ -16,7 +16,9 @@ in the environment wins (an operator who asks for truecolor gets it).
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -27,6 +29,7 @@ from textual.binding import BindingType
 
 from ..link.messages import Hello
 from ..link.protocols import Feed
+from ..link.wire import CHANGING_OPS
 from .events import Ask, Display, Picture, Say, Severity
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
 from .keys import bindings
@@ -99,7 +102,7 @@ class ShotwatchApp(App[int]):
 
     def _show(self) -> None:
         """Hand the live screen what it paints at its next tick."""
-        self.live.picture = Picture(self.snapshot, self.connected, self.skipped, self.paused)
+        self.live.picture = Picture(self.snapshot, self.connected, self.skipped, self.paused, self.feed.read_only)
 
     # --- messages from the feed thread -------------------------------------------------
 
@@ -118,6 +121,8 @@ class ShotwatchApp(App[int]):
         self.notice(msg.text, severity=severity, when=msg.time)
 
     def on_request_done(self, msg: RequestDone) -> None:
+        if self.live.request_done(msg.op, msg.reply, msg.args):
+            return
         if not msg.reply.ok:
             self.notice(f"{msg.op} refused: {msg.reply.error or 'no reason given'}", severity="warning")
             if msg.op == "set_roi":
@@ -148,8 +153,9 @@ class ShotwatchApp(App[int]):
                         timeout=INFO_TOAST_S if severity == "information" else ERROR_TOAST_S)
 
     def send(self, op: str, *, timeout: float = 2.0, **args: Any) -> bool:
-        """A control request via the feed thread; refused at once on a read-only feed."""
-        if self.feed.read_only:
+        """A control request via the feed thread; one that changes anything is refused at once
+        on a read-only feed (``recompute`` changes nothing stored: any console may ask)."""
+        if self.feed.read_only and op in CHANGING_OPS:
             self.notice(f"{op} refused: this console is read-only", severity="warning")
             return False
         self.requests.append((op, args))
@@ -195,6 +201,15 @@ def _limit_colors(app: App[Any], depth: int) -> None:
     app.console._color_system = min(current, cap)
 
 
+def _user() -> str:
+    """``user@host``, as an analysis version records who set it."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        name = str(os.getuid())
+    return f"{name}@{socket.gethostname()}"
+
+
 def make_app(
     feed: Feed,
     *,
@@ -205,6 +220,7 @@ def make_app(
     window: int = WINDOW_SHOTS,
     clock: Callable[[], float] = time.time,
     source_label: str | None = None,
+    user: str | None = None,
 ) -> ShotwatchApp:
     """The console on ``feed``; the command line and the tests both build it here.
 
@@ -217,10 +233,11 @@ def make_app(
         window: shots kept for sparklines, histogram, correlation and trend.
         clock: wall clock (tests pass a fake one).
         source_label: what the status bar calls the source (default: the recorder's kind).
+        user: who this console is, for the analysis versions it sets (default ``user@host``).
     """
     hz = refresh_hz if refresh_hz is not None else (REFRESH_HZ_LOW if low_bandwidth else REFRESH_HZ)
     if not hz > 0:
         raise ValueError(f"--refresh: expected a rate > 0 Hz, found {hz}")
     settings = Display(refresh_hz=hz, low_bandwidth=low_bandwidth, plot_every=plot_every, image_every=image_every,
-                       clock=clock, source_label=source_label)
+                       clock=clock, source_label=source_label, user=user or _user())
     return ShotwatchApp(feed, settings=settings, window=window)

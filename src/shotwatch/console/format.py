@@ -19,7 +19,7 @@ from .tuning import STALE_AFTER_S, TAG_RANGES_SHOWN
 
 __all__ = [
     "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
-    "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
+    "short_name", "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
 ]
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -118,12 +118,15 @@ def vetoes_text(shots: Mapping[str, object] | None) -> str:
     return text + ("  vetoed " + " · ".join(parts) if parts else "")
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
     """A facility name shortened for narrow screens: the last two path parts of ``a_b_c/d``."""
     if "/" not in name:
         return name
     head, _, tail = name.rpartition("/")
     return f"{head.rsplit('_', 1)[-1]}/{tail}"
+
+
+_short = short_name
 
 
 def status_text(

@@ -26,8 +26,9 @@ from ..reducers import (
     Trend,
     shot_table,
 )
+from ..reducers.hist import HistSeries
 from ..schemas import Config, RoiVersion, ShotBlock
-from .tuning import HIST_BINS, TREND_BLOCKS, WINDOW_SHOTS
+from .tuning import HIST_BINS, NAMED_I0, TREND_BLOCKS, WINDOW_SHOTS
 
 __all__ = ["LiveModel", "Series", "Snapshot"]
 
@@ -76,6 +77,11 @@ class Snapshot:
         config: the analysis configuration in force.
         i0_mean: mean I0 over the accepted shots since reset (None before the first).
         playback: the recorder replays a recording (pause, seek and speed requests work).
+        named: every value by the name the operator knows it by (I0, ROI names, channels,
+            aliases, points, in that order) over the window, aligned with ``tags``: what the
+            correlation view pairs.
+        hists: the same names -> their histogram since reset (I0 and points over every shot
+            with a value, ROIs over the accepted ones).
     """
 
     version: int = 0
@@ -94,6 +100,8 @@ class Snapshot:
     config: Config | None = None
     i0_mean: float | None = None
     playback: bool = False
+    named: Mapping[str, F64] = field(default_factory=dict)
+    hists: Mapping[str, HistSeries] = field(default_factory=dict)
 
 
 class _Stepping(Protocol):
@@ -237,5 +245,17 @@ class LiveModel:
             trend_quantity="ratio" if self.analysis.i0 is not None else "value",
             tag_ranges=tuple((a, b) for a, b in self.ranges), images=dict(self.images),
             config=self.config, i0_mean=self.i0_sum / self.i0_count if self.i0_count else None,
-            playback=self.playback,
+            playback=self.playback, **self._named(rois),
         )
+
+    def _named(self, rois: tuple[RoiVersion, ...]) -> dict[str, Any]:
+        """``named`` and ``hists`` of the snapshot: each value under its operator's name."""
+        keys = {NAMED_I0: "i0"} if self.analysis.i0 is not None else {}
+        keys.update({v.name: v.key for v in rois})
+        derived = [*self.analysis.channel_names, *self.analysis.aliases]
+        window = self._window.state
+        points = sorted(set(self.window.names(window)) - set(derived))
+        keys.update({name: name for name in [*derived, *points]})
+        named = {name: col for name, key in keys.items() if (col := self.window.column(window, key)) is not None}
+        hists = {name: s for name, key in keys.items() if (s := self.hist.series(self._hist.state, key)) is not None}
+        return {"named": named, "hists": hists}

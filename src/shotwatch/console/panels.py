@@ -19,6 +19,7 @@ from .model import Snapshot
 from .plots import render_view
 from .thumb import thumbnail
 from .tuning import SPARK_MAX, SPARK_MAX_LOW
+from .views import Choice, view_line
 from .widgets import Painted
 
 __all__ = ["DetectorView", "KeyBar", "PlotArea", "RoiRows", "SelectedLine", "StatusBar"]
@@ -62,11 +63,14 @@ class RoiRows(Painted):
 
 
 class SelectedLine(Painted):
-    """The selected ROI as applied, a request not applied yet, the view; or a question."""
+    """The selected ROI as applied, a request not applied yet, the view; or a question, or
+    what the open line form says (the active field's hint, a refusal)."""
 
     def show(self, applied: Roi | None, requested: Roi | None, *, selected: str | None, view: str,
-             confirm_delete: str | None) -> None:
-        if confirm_delete is not None:
+             confirm_delete: str | None, note: str | None = None) -> None:
+        if note is not None:  # the line form's hint, refusal or wait
+            self.paint(note)
+        elif confirm_delete is not None:
             self.paint(f"delete ROI {confirm_delete!r}? y = yes, any other key = no")
         else:
             self.paint(fmt.selected_text(applied, requested, selected=selected, view=view))
@@ -80,13 +84,19 @@ class PlotArea(Painted):
         self._every = every
         self._at = -1e9
 
-    def show(self, snap: Snapshot, *, view: str, selected: str | None, now: float, force: bool) -> None:
+    def show(self, snap: Snapshot, *, view: str, selected: str | None, now: float, force: bool,
+             choice: Choice | None = None, low: bool = False) -> None:
+        if low:  # --low-bandwidth: one line of text for the correlation and the histogram, no plot
+            if view in ("correlation", "histogram") and (force or now - self._at >= self._every):
+                self._at = now
+                self.paint(view_line(view, snap, selected, choice, width=self.size.width or 80))
+            return
         # A one-line "no data yet" message is cheap and should give way to the plot at once.
         placeholder = "\n" not in self.shown
         if not (force or placeholder) and now - self._at < self._every:
             return
         self._at = now
-        self.paint(render_view(view, snap, selected, width=self.size.width, height=self.size.height))
+        self.paint(render_view(view, snap, selected, width=self.size.width, height=self.size.height, choice=choice))
 
 
 class DetectorView(Painted):
@@ -123,4 +133,4 @@ class KeyBar(Painted):
     form repainted the whole screen, ~6 kB at 80x24); this line changes only with the mode."""
 
     def show(self, pairs: tuple[tuple[str, str], ...]) -> None:
-        self.paint(bar_text(pairs))
+        self.paint(bar_text(pairs, self.size.width or self.screen.size.width))
