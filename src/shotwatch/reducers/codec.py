@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from ..schemas import ROI_NAME
 from .hist import Histogram, HistSeries
-from .live import Correlation, RollingWindow, Tagged, Trend
+from .live import NAMED, Correlation, RollingWindow, Tagged, Trend
 from .moments import Moments
 from .summary import SummaryReducer, SummaryState
 
@@ -222,9 +222,10 @@ def _one(t: dict[str, Any], where: str, size: int) -> Tagged:
 def _window_in(t: dict[str, Any], size: int) -> Tagged:
     state = _one(t, "window", size)
     for name, col in state.columns.items():
-        want = _WINDOW.get(name) or ("<f8" if name.startswith("value:") else None)
+        want = _WINDOW.get(name) or ("<f8" if name.startswith(("value:", NAMED)) else None)
         if want is None or (name.startswith("value:") and not _ROI_KEY.match(name[6:])):
-            raise ValueError(f"window.groups: expected columns i0, accepted and value:<roi key>, found {name!r}")
+            raise ValueError(f"window.groups: expected columns i0, accepted, value:<roi key> and {NAMED}<name>, "
+                             f"found {name!r}")
         _dtype(col, want, f"window.{name}")
     return state
 
@@ -271,7 +272,7 @@ def _hist_out(state: Mapping[str, HistSeries]) -> dict[str, Any]:
 
 def _hist_in(t: dict[str, Any]) -> dict[str, HistSeries]:
     _only(t, ("kind", "codec", "names", "bins", "edges", "counts", "under", "over"), "hist")
-    names = _names(t.get("names"), "hist.names", roi_keys=True, also=("i0",))
+    names = _names(t.get("names"), "hist.names", roi_keys=True, also=("i0",), named=True)
     k = len(names)
     bins = _array(t.get("bins"), "hist.bins", "<i8", (k,))
     if k and (int(bins.min()) < 1 or int(bins.max()) > _MAX_BINS):
@@ -323,14 +324,14 @@ def _counts(t: dict[str, Any], key: str, where: str, most: int | None, *, roi_ke
 
 
 def _names(node: Any, where: str, *, roi_keys: bool = False, allowed: Sequence[str] | None = None,
-           also: Sequence[str] = ()) -> list[str]:
+           also: Sequence[str] = (), named: bool = False) -> list[str]:
     if not isinstance(node, list) or not all(isinstance(n, str) and 0 < len(n) <= _MAX_NAME for n in node):
         raise ValueError(f"{where}: expected a list of names (1 to {_MAX_NAME} characters), found {_short(node)}")
     if len(set(node)) != len(node):
         raise ValueError(f"{where}: expected each name once, found {_short(node)}")
     for n in node:
-        if n in also:
-            continue
+        if n in also or (named and n.startswith(NAMED) and len(n) > len(NAMED)):
+            continue  # ``named:<point, alias or channel>``: any name the source gives
         if roi_keys and not _ROI_KEY.match(n):
             raise ValueError(f"{where}: expected roi keys 'name/vK', found {n!r}")
         if allowed is not None and n not in allowed:
