@@ -16,7 +16,8 @@ from typing import Any
 from .. import __version__
 from ..link.messages import Hello, Reply, ResetMsg
 from ..link.protocols import Listener
-from ..schemas import Roi
+from ..schemas import DarkFrame, Roi
+from .darks import DarkRefused, DarkTake
 from .images import Grab
 from .loop import AcquireLoop, recorded_points
 from .tuning import MAX_GRAB_FRAMES
@@ -67,6 +68,29 @@ class Recorder(AcquireLoop):
     def grab(self, detector: str, n: int) -> Future[Reply]:
         fut: Future[Reply] = Future()
         return self._requests.submit(lambda: self._do_grab(detector, n, fut), fut)
+
+    def take_dark(self, detector: str, n: int, *, force: bool = False) -> Future[DarkFrame]:
+        """Average the next ``n`` full frames of ``detector`` (``shotwatch dark``): the frame, or
+        :class:`~shotwatch.recorder.darks.DarkRefused` with the one-line reason.
+
+        Unlike the ``dark`` request, the result is not recorded nor applied.
+        """
+        fut: Future[DarkFrame] = Future()
+
+        def start() -> Reply | None:
+            refused = self._dark_refusal(detector, n, force)
+            if refused is not None:
+                fut.set_exception(DarkRefused(refused))
+                return Reply(False, refused)
+            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
+            return Reply(True)
+
+        self._requests.submit(start)
+        return fut
+
+    def dark_progress(self) -> dict[str, tuple[int, int]]:
+        """detector -> (frames taken, frames wanted) of the darks under way (any thread)."""
+        return {t.detector: (t.state.frames, t.n) for t in list(self._takes)}
 
     def pause(self, paused: bool) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_pause(paused))
@@ -155,6 +179,20 @@ class Recorder(AcquireLoop):
             return Reply(False, f"grab: expected 1 <= n <= {MAX_GRAB_FRAMES} frames, found {n}")
         self._grabs.append(Grab(detector, n, fut))
         return None  # answered when the frames are in
+
+    def _dark_refusal(self, detector: str, n: int, force: bool) -> str | None:
+        """Why a dark of ``detector`` cannot start now (None: it can)."""
+        known = self._info.detectors if self._info else {}
+        if detector not in known:
+            return f"dark: expected one of the source's detectors ({', '.join(sorted(known)) or 'none'}), found {detector!r}"
+        if not 1 <= n <= MAX_GRAB_FRAMES:
+            return f"dark: expected 1 <= n <= {MAX_GRAB_FRAMES} frames, found {n}"
+        if any(t.detector == detector for t in self._takes):
+            return f"dark of {detector}: expected no other dark of it under way, found one"
+        if self._beam_on and not force:
+            return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
+                    f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
+        return None
 
     def _do_pause(self, paused: bool) -> Reply:
         if self._playback is None:
