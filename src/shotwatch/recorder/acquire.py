@@ -101,6 +101,18 @@ class Recorder(AcquireLoop):
     def set_speed(self, speed: float) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_speed(speed))
 
+    def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
+        return _refused("set_analysis: not built yet")
+
+    def recompute(self) -> Future[Reply]:
+        return _refused("recompute: not built yet")
+
+    def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
+        return _refused("dark: not built yet")
+
+    def get_dark(self, detector: str, version: int) -> Future[Reply]:
+        return _refused("get_dark: not built yet")
+
     def hello(self, *, publish: str, control: str) -> Hello | None:
         """For any thread: built from snapshots the acquire thread keeps, never the live table."""
         info = self._info
@@ -236,3 +248,9 @@ class Recorder(AcquireLoop):
 def _not_a_replay(op: str) -> Reply:
     return Reply(False, f"{op}: expected a recorder replaying a recording, found a live source "
                         "(pause and seek work in replay only)")
+
+
+def _refused(error: str) -> Future[Reply]:
+    fut: Future[Reply] = Future()
+    fut.set_result(Reply(False, error))
+    return fut
