@@ -111,7 +111,7 @@ class Recorder(AcquireLoop):
         return _refused("dark: not built yet")
 
     def get_dark(self, detector: str, version: int) -> Future[Reply]:
-        return _refused("get_dark: not built yet")
+        return self._requests.submit(lambda: self._do_get_dark(detector, version))
 
     def hello(self, *, publish: str, control: str) -> Hello | None:
         """For any thread: built from snapshots the acquire thread keeps, never the live table."""
@@ -119,7 +119,8 @@ class Recorder(AcquireLoop):
         if info is None:
             return None
         return Hello(publish=publish, control=control, config=self.config, source=info,
-                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None)
+                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None,
+                     darks=list(self._darks_snapshot))
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot of this run so far (``--summary-json``)."""
@@ -205,6 +206,16 @@ class Recorder(AcquireLoop):
             return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
                     f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
         return None
+
+    def _do_get_dark(self, detector: str, version: int) -> Reply:
+        got = self.darks.get(detector, version)
+        if got is None:
+            return Reply(False, f"get_dark: expected a dark version the recorder holds "
+                                f"({', '.join(self.darks.held()) or 'none'}), found {detector} v{version}")
+        meta, frame = got
+        return Reply(True, data={"detector": detector, "version": version, "frames": meta.frames,
+                                 "first_tag": meta.first_tag, "last_tag": meta.last_tag,
+                                 "mean": frame.mean, "std": frame.std})
 
     def _do_pause(self, paused: bool) -> Reply:
         if self._playback is None:

@@ -82,6 +82,10 @@ class DarkBook:
             out[det] = got[1]
         return out
 
+    def held(self) -> list[str]:
+        """``<det> v<k>`` of every version whose frame this book holds."""
+        return [f"{det} v{k}" for det, vs in sorted(self._versions.items()) for k in sorted(vs)]
+
     def versions(self, refs: Mapping[str, int]) -> list[DarkVersion]:
         """The metadata of the versions ``refs`` names that this book holds (``Hello.darks``)."""
         return [got[0] for det, k in refs.items() if (got := self.get(det, k)) is not None]

@@ -20,6 +20,7 @@ from ..schemas import (
     Config,
     ConfigError,
     DarkFrame,
+    DarkVersion,
     ReplaySource,
     RoiTable,
     RoiVersion,
@@ -30,7 +31,7 @@ from ..schemas import (
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
-from .alarms import Alarms
+from .alarms import AlarmChange, Alarms
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
 from .darks import DarkBook, DarkRefused, DarkTake, dark_refs, renumbered, start_darks, with_dark_refs
@@ -104,6 +105,7 @@ class AcquireLoop:
         """Dark versions of the current recording (or of this recorder, without one)."""
         self._new_darks: dict[str, DarkFrame] = {}  # to write into the next recording opened
         self._takes: list[DarkTake] = []
+        self._darks_snapshot: tuple[DarkVersion, ...] = ()  # the versions the analysis in force names (Hello)
         self.analysis: Analysis | None = None
         """The analysis in force (its darks loaded), once the source is open."""
         self._alarms = Alarms(config.alarm, now=time.monotonic())
@@ -140,6 +142,7 @@ class AcquireLoop:
             source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
+        self._alarms = Alarms(self.config.alarm, now=time.monotonic())  # stale from now on, not from __init__
 
     def _start_darks(self, info: SourceInfo) -> None:
         """``calibration.dark`` at start: its frames, numbered as the recording holds them."""
@@ -163,6 +166,7 @@ class AcquireLoop:
         self.analysis = Analysis.from_config(self.config, detectors=self._info.detectors,
                                              darks=self.darks.named(dark_refs(self.config)),
                                              roi_names=self.rois.versions, origin=self.origin)
+        self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
         if self._want_summary:
             reducer = SummaryReducer(self.analysis)
             self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
@@ -363,8 +367,8 @@ class AcquireLoop:
             table = shot_table(judged.with_(frames={}), self.analysis, roi_versions(self.rois.all()))
         beam = None if table is None or beam_name is None else ~np.asarray(table.vetoed[beam_name], bool)
         accepted = np.ones(len(block), bool) if table is None else np.asarray(table.accepted, bool)
-        self._alarms.add(tags=block.tags, times=block.time, accepted=accepted, beam=beam,
-                         now=time.monotonic(), wall=time.time())
+        self._alarm_notices(self._alarms.add(tags=block.tags, times=block.time, accepted=accepted, beam=beam,
+                                             now=time.monotonic(), wall=time.time()))
         self._beam_on = None if beam is None else bool(beam[-1])
         for take in list(self._takes):
             outcome = take.add(block, beam)
@@ -380,8 +384,12 @@ class AcquireLoop:
             take.future.set_result(outcome)
 
     def _ring(self, now: float) -> None:
+        """The stale alarm (the others ring as shots come)."""
         state = self._source.status().state if self._source is not None else "waiting"
-        for change in self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")):
+        self._alarm_notices(self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")))
+
+    def _alarm_notices(self, changes: list[AlarmChange]) -> None:
+        for change in changes:
             self.broadcast.notice(change.text, level="error" if change.ringing else "info")
 
     def _flush_publish(self) -> None:
@@ -419,6 +427,7 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
+            alarms=self._alarms.ringing,
         )
 
     def _emit_status(self) -> None:
