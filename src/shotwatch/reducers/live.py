@@ -149,7 +149,8 @@ class Correlation:
         """Both states together (associative)."""
         out = dict(a)
         for key, s in b.items():
-            out[key] = out[key].merge(s, self.size) if key in out else s
+            # a key new to ``a`` is trimmed too: a long block must not hold more than size samples
+            out[key] = (out[key] if key in out else Tagged()).merge(s, self.size)
         return out
 
     def result(self, state: dict[str, Tagged]) -> dict[str, Any]:
