@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shotwatch.cli import main
+from shotwatch.commands.reduce_cmd import summarize
+from shotwatch.console.feedloop import FeedLoop
+from shotwatch.console.model import LiveModel
+from shotwatch.link.localfeed import LocalFeed
+from shotwatch.link.messages import BlockMsg
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.recording import RecordingReader
+from shotwatch.recording.analysis_config import recording_analysis, recording_darks
 from shotwatch.recording.darkfile import read_dark_file, write_dark_file
+from shotwatch.reducers import Analysis
 from shotwatch.reducers.pixels import PixelMoments, PixelReducer
 from shotwatch.schemas import DarkFrame, Frames, ShotBlock, demo_text, load_config
 from shotwatch.sources.sim import DETECTOR, Simulator
@@ -232,3 +240,52 @@ def test_a_dark_applies_live_and_the_recording_carries_it(tmp_path: Path, capsys
     np.testing.assert_array_equal(reader.dark(DETECTOR, 1).mean, dark.mean)
     # the pedestal is gone: a background ROI of a few photons, not hundreds (demo.toml says ~400-470)
     assert 0 <= live["rois"]["background"]["mean"] < 20 and live["rois"]["bragg"]["mean"] > 20
+
+
+def test_a_console_fetches_the_dark_it_lacks_and_reduces_nothing_without_it(tmp_path: Path) -> None:
+    """A console joining a recorder whose analysis names a dark asks ``get_dark``; until the
+    frame is in it reduces nothing (and says so); then its numbers equal reduce --tags."""
+    write_dark_file(tmp_path / "d.zarr", {DETECTOR: DarkFrame(pedestal(), np.ones((1024, 512), np.float32), 7, 2, 14)},
+                    source={})
+    cfg = load_config(_config(tmp_path, "use.toml", dark="d.zarr"))
+    recorder = Recorder(cfg, out=str(tmp_path / "rec.zarr"))
+    recorder.open()
+    feed = LocalFeed(recorder)
+    hello = feed.hello(timeout=1)
+    assert hello is not None and hello.config.calibration.dark == {DETECTOR: 1}
+    assert [(v.detector, v.version, v.frames) for v in hello.darks] == [(DETECTOR, 1, 7)]
+    model = LiveModel(hello)
+    posted: list[object] = []
+    loop = FeedLoop(feed, post=posted.append, snapshot_every=0.05)
+    loop.model = model
+    thread = threading.Thread(target=lambda: recorder.run(shots=900))
+    thread.start()
+    model.apply(BlockMsg(0, _first_block(feed)))  # a block before the dark is here: not reduced
+    snap = model.snapshot()
+    assert snap.missing_darks == (f"{DETECTOR} v1",) and snap.waiting_shots > 0
+    assert snap.summary["shots"]["total"] == 0
+    loop._fetch_darks()  # on the feed thread, as the loop does after each poll
+    assert model.missing_darks == [] and any("fetching it from the recorder" in getattr(m, "text", "") for m in posted)
+    while thread.is_alive() or feed.poll(timeout=0):
+        for msg in feed.poll(timeout=0.1):
+            model.apply(msg)
+    thread.join()
+    for msg in feed.poll(timeout=0.2):
+        model.apply(msg)
+    feed.close()
+    snap = model.snapshot()
+    assert snap.summary["shots"]["total"] > 0 and snap.missing_darks == ()
+    (lo, hi), = snap.tag_ranges
+    (tmp_path / "d.zarr").rename(tmp_path / "gone.zarr")
+    reader = RecordingReader(tmp_path / "rec.zarr").select(tags=(lo, hi))
+    cfg_rec = recording_analysis(reader)[1]
+    offline = summarize(reader, Analysis.from_config(cfg_rec, detectors=reader.detectors,
+                                                     darks=recording_darks(cfg_rec, reader, origin="rec")))
+    assert_close(snap.summary, offline)
+
+
+def _first_block(feed: LocalFeed) -> ShotBlock:
+    while True:
+        for msg in feed.poll(timeout=1.0):
+            if isinstance(msg, BlockMsg):
+                return msg.block
