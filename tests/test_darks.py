@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from shotwatch.cli import main
 from shotwatch.commands.reduce_cmd import summarize
+from shotwatch.console.darks import dark_from_reply
 from shotwatch.console.feedloop import FeedLoop
 from shotwatch.console.model import LiveModel
 from shotwatch.link.localfeed import LocalFeed
-from shotwatch.link.messages import BlockMsg
+from shotwatch.link.messages import BlockMsg, DarkMsg
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.recording import RecordingReader
 from shotwatch.recording.analysis_config import recording_analysis, recording_darks
@@ -289,3 +290,51 @@ def _first_block(feed: LocalFeed) -> ShotBlock:
         for msg in feed.poll(timeout=1.0):
             if isinstance(msg, BlockMsg):
                 return msg.block
+
+
+def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path) -> None:
+    """``dark`` while recording: refused while the beam veto passes (unless forced); else the
+    next N frames become the detector's next dark version, sent to every console (DarkMsg,
+    get_dark) and named by the next analysis version, under which the values drop to photons."""
+    cfg = load_config(_config(tmp_path, "d.toml", shutter="closed", beam=BEAM_VETO))  # beam status: on
+    recorder = Recorder(cfg, out=str(tmp_path / "rec.zarr"), summary=True)
+    feed = LocalFeed(recorder)
+    thread = threading.Thread(target=lambda: recorder.run(seconds=60))
+    thread.start()
+    try:
+        _first_block(feed)
+        refused = feed.request("dark", detector=DETECTOR, n=30, timeout=5)
+        assert not refused.ok and refused.error is not None
+        assert refused.error.startswith(f"dark: beam on (veto {BEAM_VETO} passes): expected the beam off")
+        assert not feed.request("dark", detector="nope", n=30, timeout=5).ok
+        reply = feed.request("dark", detector=DETECTOR, n=30, force=True, timeout=30)
+        assert reply.ok, reply.error
+        assert reply.data["dark_version"] == 1 and reply.data["version"] == 2
+        msgs = feed.poll(timeout=0.5)
+        dark = next(m for m in msgs if isinstance(m, DarkMsg))
+        got = feed.request("get_dark", detector=DETECTOR, version=1, timeout=5)
+        frame = dark_from_reply(got, detector=DETECTOR, version=1, shapes={DETECTOR: (1024, 512)})
+        np.testing.assert_array_equal(frame.mean, dark.frame.mean)
+        assert frame.frames == 30 and np.isfinite(frame.mean).all()
+        hello = feed.hello(timeout=1)
+        assert hello is not None and hello.config.calibration.dark == {DETECTOR: 1}
+        assert [v.version for v in hello.darks] == [1]
+        assert not feed.request("get_dark", detector=DETECTOR, version=2, timeout=5).ok
+    finally:
+        recorder.stop()
+        thread.join()
+        feed.close()
+    reader = RecordingReader(tmp_path / "rec.zarr")
+    versions = reader.analysis_versions()
+    assert [v.config["calibration"]["dark"] for v in versions] == [None, {DETECTOR: 1}]
+    assert versions[1].by == "dark" and versions[1].first_shot > 0
+    np.testing.assert_array_equal(reader.dark(DETECTOR, 1).mean, dark.frame.mean)
+    # the closed shutter: after the dark, values are a few photons of noise, before it the pedestal
+    before = RecordingReader(tmp_path / "rec.zarr").select(tags=(None, versions[1].first_tag))
+    after = RecordingReader(tmp_path / "rec.zarr").select(tags=(versions[1].first_tag, None))
+    every = {"i0": None, "veto": []}  # the shutter is closed: judge all shots, not the accepted (none)
+    cfg2 = recording_analysis(reader)[1].model_copy(update=every)
+    a2 = Analysis.from_config(cfg2, detectors=reader.detectors, darks=recording_darks(cfg2, reader, origin="rec"))
+    a1 = Analysis.from_config(recording_analysis(reader, 1)[1].model_copy(update=every), detectors=reader.detectors)
+    assert summarize(before, a1)["rois"]["bragg"]["mean"] > 300
+    assert summarize(after, a2)["rois"]["bragg"]["mean"] < 5

@@ -14,10 +14,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from .. import __version__
-from ..link.messages import Hello, Reply, ResetMsg
+from ..link.messages import DarkMsg, Hello, Reply, ResetMsg
 from ..link.protocols import Listener
 from ..schemas import DarkFrame, Roi
-from .darks import DarkRefused, DarkTake
+from .darks import DarkRefused, DarkTake, dark_refs, with_dark_refs
 from .images import Grab
 from .loop import AcquireLoop, recorded_points
 from .tuning import MAX_GRAB_FRAMES
@@ -108,7 +108,23 @@ class Recorder(AcquireLoop):
         return _refused("recompute: not built yet")
 
     def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
-        return _refused("dark: not built yet")
+        reply: Future[Reply] = Future()
+
+        def start() -> Reply | None:
+            if self._playback is not None:
+                return Reply(False, "dark: expected a live source, found a replay (it holds only the recorded "
+                                    "frames; take darks while recording)")
+            refused = self._dark_refusal(detector, n, force)
+            if refused is not None:
+                return Reply(False, refused)
+            frame: Future[DarkFrame] = Future()  # resolved on this thread: so is the callback
+            frame.add_done_callback(lambda f: reply.set_result(self._dark_done(detector, f)))
+            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
+            forced = " (forced: the beam is on)" if force and self._beam_on else ""
+            self.broadcast.notice(f"dark of {detector}: averaging the next {n} frames{forced}", level="info")
+            return None  # answered when the frames are in
+
+        return self._requests.submit(start, reply)
 
     def get_dark(self, detector: str, version: int) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_get_dark(detector, version))
@@ -206,6 +222,25 @@ class Recorder(AcquireLoop):
             return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
                     f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
         return None
+
+    def _dark_done(self, detector: str, taken: Future[DarkFrame]) -> Reply:
+        """A dark finished (acquire thread): its version recorded, sent, and made part of the
+        next analysis version (or the one-line reason it was abandoned)."""
+        exc = taken.exception()
+        if exc is not None:
+            self.broadcast.notice(str(exc), level="warning")
+            return Reply(False, str(exc))
+        frame, now = taken.result(), time.time()
+        k, notice = self.sink.add_dark(detector, frame, at=now) if self.sink is not None else (None, None)
+        self.broadcast.notice(notice, level="error")
+        meta = self.darks.add(detector, frame, version=k, at=now)
+        msg = DarkMsg(detector, meta.version, frame)
+        self.broadcast.emit(lambda listener: listener.on_dark(msg))
+        self.broadcast.notice(f"dark of {detector} v{meta.version}: {frame.frames} frames, tags {frame.first_tag} .. "
+                              f"{frame.last_tag}", level="info")
+        config = with_dark_refs(self.config, {**dark_refs(self.config), detector: meta.version})
+        reply = self._change_analysis(config, by="dark", reason=f"dark of {detector} v{meta.version} taken")
+        return Reply(reply.ok, reply.error, {**reply.data, "detector": detector, "dark_version": meta.version})
 
     def _do_get_dark(self, detector: str, version: int) -> Reply:
         got = self.darks.get(detector, version)

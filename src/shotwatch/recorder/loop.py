@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, ImageMsg, Reply, RoisMsg, Status, StatusMsg
 from ..recording import RecordingReader
 from ..reducers import Analysis, SummaryReducer, roi_versions, shot_table
 from ..reducers.summary import SummaryState
@@ -382,6 +382,24 @@ class AcquireLoop:
             take.future.set_exception(DarkRefused(outcome))
         else:
             take.future.set_result(outcome)
+
+    def _change_analysis(self, config: Config, *, by: str, reason: str) -> Reply:
+        """Make ``config``'s analysis the one in force from the next block on, recorded as the
+        next analysis version (first shot: the boundary, the next block's).
+
+        Until the recomputation machinery (``set_analysis``) is merged, this records, switches
+        and tells; that machinery then broadcasts the AnalysisMsg and recomputes.
+        """
+        self._flush_publish()  # the blocks of the old analysis go out before the change
+        version, notice = (self.sink.add_analysis(config, first_shot=self._shot, by=by, at=time.time())
+                           if self.sink is not None else (None, None))
+        self.broadcast.notice(notice, level="error")
+        self.config = config
+        self._new_summary()
+        self._alarms.set_alarm(config.alarm)
+        self.broadcast.notice(f"analysis version {version or '(not recorded)'} from shot {self._shot}: {reason}",
+                              level="info")
+        return Reply(True, data={"version": version})
 
     def _ring(self, now: float) -> None:
         """The stale alarm (the others ring as shots come)."""

@@ -175,6 +175,22 @@ class RecordingSink:
         """Array detectors first seen after the start, recorded before any of their cutouts."""
         return self._call(lambda w: w.set_detectors(info))
 
+    def add_dark(self, detector: str, frame: DarkFrame, *, at: float) -> tuple[int | None, str | None]:
+        """Record ``frame`` as ``detector``'s next dark version: (its number, None), or (None, a
+        notice) when there is no recording or the write failed (recording stops)."""
+        got: list[int] = []
+        notice = self._call(lambda w: got.append(w.add_dark(detector, frame, time=at)))
+        return (got[0] if got else None), notice
+
+    def add_analysis(self, analysis: Config, *, first_shot: int, by: str, at: float) -> tuple[int | None, str | None]:
+        """Record ``analysis``'s sections as the next analysis version from ``first_shot`` (a
+        block boundary): (its number, None), or (None, a notice) as :meth:`add_dark`."""
+        sections = {k: v for k, v in analysis.model_dump(mode="json").items() if k in ANALYSIS_SECTIONS}
+        got: list[int] = []
+        notice = self._call(lambda w: got.append(w.add_analysis(sections, first_shot=first_shot, first_tag=-1,
+                                                                by=by, time=at)))
+        return (got[0] if got else None), notice
+
     def mark(self, text: str, *, tag: int | None, at: float) -> dict[str, object] | None:
         """An operator mark in the recording (None without one)."""
         if self._writer is None:
