@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..link.messages import BlockMsg, Hello, ImageMsg, Message, ResetMsg, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, DarkMsg, Hello, ImageMsg, Message, ResetMsg, RoisMsg, Status, StatusMsg
 from ..link.protocols import Reducer
 from ..reducers import (
     Analysis,
@@ -27,7 +27,8 @@ from ..reducers import (
     shot_table,
 )
 from ..reducers.hist import HistSeries
-from ..schemas import Config, RoiVersion, ShotBlock
+from ..schemas import Config, DarkFrame, RoiVersion, ShotBlock
+from .darks import DarkCache
 from .tuning import HIST_BINS, NAMED_I0, TREND_BLOCKS, WINDOW_SHOTS
 
 __all__ = ["LiveModel", "Series", "Snapshot"]
@@ -82,6 +83,9 @@ class Snapshot:
             correlation view pairs.
         hists: the same names -> their histogram since reset (I0 and points over every shot
             with a value, ROIs over the accepted ones).
+        missing_darks: ``<det> v<k>`` of every dark version the analysis names whose frame this
+            console does not hold yet: until it does, no block is reduced (``waiting_shots``).
+        waiting_shots: shots received but not reduced while a dark was missing.
     """
 
     version: int = 0
@@ -102,6 +106,8 @@ class Snapshot:
     playback: bool = False
     named: Mapping[str, F64] = field(default_factory=dict)
     hists: Mapping[str, HistSeries] = field(default_factory=dict)
+    missing_darks: tuple[str, ...] = ()
+    waiting_shots: int = 0
 
 
 class _Stepping(Protocol):
@@ -142,12 +148,11 @@ class LiveModel:
     def __init__(self, hello: Hello, *, window: int = WINDOW_SHOTS) -> None:
         self.config = hello.config
         self.shapes = {d: info.shape for d, info in hello.source.detectors.items()}
-        self.analysis = a = Analysis.from_config(hello.config, detectors=hello.source.detectors)
-        self.summary, self.window = SummaryReducer(a), RollingWindow(a, size=window)
-        self.corr, self.hist, self.trend = Correlation(a, size=window), Histogram(a, bins=HIST_BINS), Trend(a, size=TREND_BLOCKS)
-        self._summary, self._window = _Running(self.summary), _Running(self.window)
-        self._corr, self._hist, self._trend = _Running(self.corr), _Running(self.hist), _Running(self.trend)
-        self._all: tuple[_Stepping, ...] = (self._summary, self._window, self._corr, self._hist, self._trend)
+        self._detectors = hello.source.detectors
+        self._size = window
+        self.darks = DarkCache()
+        self.waiting_shots = 0
+        self._build()
         self.rois = {v.name: v for v in hello.rois if v.end_shot is None}
         self.versions = {v.key: v for v in hello.rois}  # every rectangle: masks and darks
         self.playback = hello.playback
@@ -155,6 +160,31 @@ class LiveModel:
         self.images: dict[str, ImageMsg] = {}
         self.version = 0
         self.reset()
+
+    def _build(self) -> None:
+        """The reducers under the analysis in force, with the dark frames it names (held so far)."""
+        a = self.analysis = Analysis.from_config(self.config, detectors=self._detectors,
+                                                 darks=self.darks.frames(self.config))
+        window = self._size
+        self.summary, self.window = SummaryReducer(a), RollingWindow(a, size=window)
+        self.corr, self.hist, self.trend = Correlation(a, size=window), Histogram(a, bins=HIST_BINS), Trend(a, size=TREND_BLOCKS)
+        self._summary, self._window = _Running(self.summary), _Running(self.window)
+        self._corr, self._hist, self._trend = _Running(self.corr), _Running(self.hist), _Running(self.trend)
+        self._all: tuple[_Stepping, ...] = (self._summary, self._window, self._corr, self._hist, self._trend)
+
+    @property
+    def missing_darks(self) -> list[tuple[str, int]]:
+        """Dark versions the analysis names whose frames this console lacks (ask ``get_dark``)."""
+        return self.darks.needed(self.config)
+
+    def add_dark(self, detector: str, version: int, frame: DarkFrame) -> None:
+        """A dark version's frame (a DarkMsg, or the reply to ``get_dark``)."""
+        missing = bool(self.missing_darks)
+        self.darks.add(detector, version, frame)
+        if missing and not self.missing_darks:  # nothing was reduced while it lacked: start now
+            self._build()
+            self.reset()
+        self.version += 1
 
     def reset(self) -> None:
         """Start every average and the received-tag record afresh (``r``, a replay seek)."""
@@ -180,12 +210,18 @@ class LiveModel:
             self.images[msg.detector] = msg
         elif isinstance(msg, ResetMsg):
             self.reset()
+        elif isinstance(msg, DarkMsg):
+            self.add_dark(msg.detector, msg.version, msg.frame)
+            return
         else:
             return
         self.version += 1
 
     def _block(self, msg: BlockMsg) -> None:
         block = msg.block
+        if self.missing_darks:  # values without their dark would be wrong: not reduced
+            self.waiting_shots += len(block)
+            return
         table = shot_table(block, self.analysis, self.versions)  # the ROI sums, once for every reducer
         for running in self._all:
             running.update(block, table)
@@ -245,7 +281,9 @@ class LiveModel:
             trend_quantity="ratio" if self.analysis.i0 is not None else "value",
             tag_ranges=tuple((a, b) for a, b in self.ranges), images=dict(self.images),
             config=self.config, i0_mean=self.i0_sum / self.i0_count if self.i0_count else None,
-            playback=self.playback, **self._named(rois),
+            playback=self.playback,
+            missing_darks=tuple(f"{det} v{k}" for det, k in self.missing_darks), waiting_shots=self.waiting_shots,
+            **self._named(rois),
         )
 
     def _named(self, rois: tuple[RoiVersion, ...]) -> dict[str, Any]:

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import time
 
-from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
-from ..reducers import Analysis, SummaryReducer, roi_versions
+import numpy as np
+
+from ..link.messages import BlockMsg, ImageMsg, Reply, RoisMsg, Status, StatusMsg
+from ..recording import RecordingReader
+from ..reducers import Analysis, SummaryReducer, roi_versions, shot_table
 from ..reducers.summary import SummaryState
-from ..schemas import Config, RoiTable, RoiVersion, ShotBlock, SourceError
+from ..schemas import (
+    Config,
+    ConfigError,
+    DarkFrame,
+    DarkVersion,
+    ReplaySource,
+    RoiTable,
+    RoiVersion,
+    ShotBlock,
+    SourceError,
+    UsageError,
+)
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
+from .alarms import AlarmChange, Alarms
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
+from .darks import DarkBook, DarkRefused, DarkTake, dark_refs, renumbered, start_darks, with_dark_refs
 from .health import Health
 from .images import Grab, ImageWindow
 from .requests import RequestQueue
@@ -53,12 +69,14 @@ class AcquireLoop:
         summary: keep the live ``reduce --json`` reduction (``record --summary-json``); off,
             the acquire thread does not reduce at all.
         source: the source to read (default: the one ``config.source`` names).
+        origin: the configuration file, for error messages (``<demo>`` for the built-in one).
     """
 
     def __init__(self, config: Config, *, out: str | None = None, append: bool = False,
                  commit_seconds: float = COMMIT_SECONDS, record: bool = True, summary: bool = False,
-                 source: Source | None = None) -> None:
+                 source: Source | None = None, origin: str = "<demo>") -> None:
         self.config = config
+        self.origin = origin
         self.rois = RoiTable()
         self.health = Health()
         self.sink = RecordingSink(config, template=out or config.record.out, append=append,
@@ -83,6 +101,15 @@ class AcquireLoop:
         self._last_tag = -1
         self._old_tags = 0
         self._rois_snapshot: tuple[RoiVersion, ...] = ()
+        self.darks = DarkBook()
+        """Dark versions of the current recording (or of this recorder, without one)."""
+        self._new_darks: dict[str, DarkFrame] = {}  # to write into the next recording opened
+        self._takes: list[DarkTake] = []
+        self._darks_snapshot: tuple[DarkVersion, ...] = ()  # the versions the analysis in force names (Hello)
+        self.analysis: Analysis | None = None
+        """The analysis in force (its darks loaded), once the source is open."""
+        self._alarms = Alarms(config.alarm, now=time.monotonic())
+        self._beam_on: bool | None = None  # the beam veto at the newest shot (None: no [alarm] beam)
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -107,6 +134,7 @@ class AcquireLoop:
             if last is not None:
                 self._last_tag = last
                 source.start_after(last)
+        self._start_darks(info)
         if self._playback is not None:
             self.rois = RoiTable.from_versions(self._playback.rois())
         else:
@@ -114,12 +142,33 @@ class AcquireLoop:
             source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
+        self._alarms = Alarms(self.config.alarm, now=time.monotonic())  # stale from now on, not from __init__
+
+    def _start_darks(self, info: SourceInfo) -> None:
+        """``calibration.dark`` at start: its frames, numbered as the recording holds them."""
+        replay = self.config.source
+        replayed = RecordingReader(replay.path) if isinstance(replay, ReplaySource) else None
+        try:
+            start = start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
+                                replayed=replayed, recording=self.sink is not None)
+        except UsageError as exc:  # the dark file, or a dark of the wrong detector: name the key
+            text = str(exc) if str(exc).startswith("calibration.dark") else f"calibration.dark: {exc}"
+            raise ConfigError(f"{self.origin}: {text}") from None
+        self.darks, self._new_darks = start.book, start.new
+        if self.config.calibration.dark:
+            self.config = with_dark_refs(self.config, start.refs)
 
     def _new_summary(self) -> None:
-        """The live summary under the detectors known now (its states carry no calibration)."""
-        if self._want_summary and self._info is not None:
-            reducer = SummaryReducer(Analysis.from_config(self.config, detectors=self._info.detectors,
-                                                          roi_names=self.rois.versions))
+        """The analysis in force under the detectors known now, and the live summary under it
+        (its states carry no calibration)."""
+        if self._info is None:
+            return
+        self.analysis = Analysis.from_config(self.config, detectors=self._info.detectors,
+                                             darks=self.darks.named(dark_refs(self.config)),
+                                             roi_names=self.rois.versions, origin=self.origin)
+        self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
+        if self._want_summary:
+            reducer = SummaryReducer(self.analysis)
             self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
@@ -132,7 +181,14 @@ class AcquireLoop:
             self._next_frame = self._shot
             self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
             self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
-        failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
+        if self.sink.path is not None:  # a later run's new recording holds the darks in force as versions 1
+            start = renumbered(self.darks, dark_refs(self.config), recording=True)
+            self.darks, self._new_darks = start.book, start.new
+            if self.config.calibration.dark:
+                self.config = with_dark_refs(self.config, start.refs)
+        failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info),
+                                analysis=self.config, darks=self._new_darks)
+        self._new_darks = {}
         path = self.sink.path
         if failed is not None or path is None:
             self.broadcast.notice(failed, level="error")
@@ -186,6 +242,10 @@ class AcquireLoop:
                     break
                 block = self._source.read(timeout=READ_TIMEOUT) if self._source else None
                 ended = self._source is not None and self._source.status().state == "ended"
+                if ended and block is None:
+                    for take in self._takes:
+                        self._dark_taken(take, take.ended())
+                    self._takes.clear()
                 if block is None and ended and stop_at_end:
                     break  # a replay source at its end: nothing more will come
                 if block is not None and len(block):
@@ -219,6 +279,7 @@ class AcquireLoop:
                 self._grabs.remove(grab)
                 self._emit_image(msg)
         self.health.add(block)
+        self._judge(block)
         if self._summary is not None:
             reducer, state = self._summary
             self._summary = (reducer, reducer.update(state, block, versions=roi_versions(self.rois.all())))
@@ -286,12 +347,68 @@ class AcquireLoop:
             self._timers["commit"] = now
         if now - self._timers["status"] >= STATUS_EVERY:
             self._drain_source_notices()
+            self._ring(now)
             self._emit_status()
             self._timers["status"] = now
         if now - self._timers["image"] >= IMAGE_EVERY:
             for msg in self._images.messages():
                 self._emit_image(msg)
             self._timers["image"] = now
+
+    # --- alarms and darks ------------------------------------------------------------
+
+    def _judge(self, block: ShotBlock) -> None:
+        """The alarms' and the darks' view of a block: accepted shots, and the beam veto."""
+        beam_name = self.config.alarm.beam
+        table = None
+        if self.analysis is not None and (beam_name is not None or self.config.alarm.accepted_min is not None):
+            # The ROI sums only where a channel (which may use them) decides acceptance.
+            judged = block if self.analysis.channels else block.with_(cutouts={})
+            table = shot_table(judged.with_(frames={}), self.analysis, roi_versions(self.rois.all()))
+        beam = None if table is None or beam_name is None else ~np.asarray(table.vetoed[beam_name], bool)
+        accepted = np.ones(len(block), bool) if table is None else np.asarray(table.accepted, bool)
+        self._alarm_notices(self._alarms.add(tags=block.tags, times=block.time, accepted=accepted, beam=beam,
+                                             now=time.monotonic(), wall=time.time()))
+        self._beam_on = None if beam is None else bool(beam[-1])
+        for take in list(self._takes):
+            outcome = take.add(block, beam)
+            if outcome is not None:
+                self._takes.remove(take)
+                self._dark_taken(take, outcome)
+
+    def _dark_taken(self, take: DarkTake, outcome: DarkFrame | str) -> None:
+        """A dark finished (a frame) or was abandoned (a one-line reason)."""
+        if isinstance(outcome, str):
+            take.future.set_exception(DarkRefused(outcome))
+        else:
+            take.future.set_result(outcome)
+
+    def _change_analysis(self, config: Config, *, by: str, reason: str) -> Reply:
+        """Make ``config``'s analysis the one in force from the next block on, recorded as the
+        next analysis version (first shot: the boundary, the next block's).
+
+        Until the recomputation machinery (``set_analysis``) is merged, this records, switches
+        and tells; that machinery then broadcasts the AnalysisMsg and recomputes.
+        """
+        self._flush_publish()  # the blocks of the old analysis go out before the change
+        version, notice = (self.sink.add_analysis(config, first_shot=self._shot, by=by, at=time.time())
+                           if self.sink is not None else (None, None))
+        self.broadcast.notice(notice, level="error")
+        self.config = config
+        self._new_summary()
+        self._alarms.set_alarm(config.alarm)
+        self.broadcast.notice(f"analysis version {version or '(not recorded)'} from shot {self._shot}: {reason}",
+                              level="info")
+        return Reply(True, data={"version": version})
+
+    def _ring(self, now: float) -> None:
+        """The stale alarm (the others ring as shots come)."""
+        state = self._source.status().state if self._source is not None else "waiting"
+        self._alarm_notices(self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")))
+
+    def _alarm_notices(self, changes: list[AlarmChange]) -> None:
+        for change in changes:
+            self.broadcast.notice(change.text, level="error" if change.ringing else "info")
 
     def _flush_publish(self) -> None:
         if not self._pending:
@@ -328,6 +445,7 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
+            alarms=self._alarms.ringing,
         )
 
     def _emit_status(self) -> None:

@@ -82,15 +82,18 @@ class RecordingWriter:
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, config: Config, source: SourceInfo, rois: RoiTable,
                points: Sequence[str], commit_seconds: float = 2.0,
-               max_buffer_bytes: int = _MAX_BUFFER_BYTES) -> RecordingWriter:
+               max_buffer_bytes: int = _MAX_BUFFER_BYTES,
+               darks: Mapping[str, DarkFrame] | None = None) -> RecordingWriter:
         """A new recording at ``path`` (RecordingError if something is there already).
 
         The skeleton is built in a hidden sibling directory, locked, and renamed into place,
         so a crash during creation never leaves a half-made recording at ``path``. Its
-        analysis version 1 is ``config``'s analysis sections.
+        analysis version 1 is ``config``'s analysis sections; ``darks`` become each
+        detector's dark version 1 (written before the rename: ``config`` may name them as
+        ``calibration.dark = {"<det>": 1}``, and must name no other).
         """
         path = Path(path)
-        opened = open_new(path, config=config, source=source, rois=rois, points=points)
+        opened = open_new(path, config=config, source=source, rois=rois, points=points, darks=darks)
         return cls._start(path, opened, config, points=(), commit_seconds=commit_seconds,
                           max_buffer_bytes=max_buffer_bytes)
 
