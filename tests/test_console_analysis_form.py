@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import numpy as np
 import pytest
 from textual import events
 
@@ -12,8 +14,10 @@ import synth
 from shotwatch.console import make_app
 from shotwatch.console.app import ShotwatchApp
 from shotwatch.console.widgets import LineForm, Painted, RoiForm
+from shotwatch.link.messages import DarkMsg, Progress, Status, StatusMsg
+from shotwatch.schemas import Calibration, DarkFrame, Mask
 from test_console_app import aio, live, settle
-from test_console_fakes import MemFeed, blocks
+from test_console_fakes import SHAPE, MemFeed, blocks, config
 
 pytestmark = pytest.mark.timeout(60)
 USER = "tester@beamline"
@@ -167,3 +171,58 @@ async def test_c_and_h_choose_any_value_from_a_filtered_list() -> None:
         assert "no match" in row(app).shown
         await pilot.press("enter", "escape")
         assert not row(app).is_open and screen.view == "histogram"
+
+
+def status(**kw: Any) -> StatusMsg:
+    return StatusMsg(Status(time=time.time(), source="sim", run=1, last_tag=9, rate_hz=30.0, newest_age_s=0.1, **kw))
+
+
+@aio
+async def test_alarms_ring_once_turn_the_status_red_and_clear_themselves() -> None:
+    app, feed = fed()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        bar = live(app).query_one("#status", Painted)
+        assert not bar.has_class("-alarm") and "analysis v1" in bar.shown
+        lost = "beam lost: veto {} failing for 2 s and more (since tag {})"
+        feed.push(status(alarms=[lost.format("beam", 10)], analysis_version=3,
+                         recompute=Progress(done=1200, total=108000, epoch=2)))
+        await settle(pilot, app, until=lambda a: bool(a.snapshot.status and a.snapshot.status.alarms))
+        assert app.bells == 1 and bar.has_class("-alarm")
+        assert "ALARM beam lost: veto beam" in bar.shown.split("\n")[1]
+        assert "analysis v3 · recomputing: 1,200 of 108,000 shots" in bar.shown
+        feed.push(status(alarms=[lost.format("beam", 12), "accepted 3.0 % of 300 shots over the last 10 s"]))
+        await settle(pilot, app, until=lambda a: len(a.snapshot.status.alarms) == 2)
+        assert app.bells == 2  # the accepted fraction started; the beam's new figures are no new alarm
+        feed.push(status(alarms=[]))
+        await settle(pilot, app, until=lambda a: not a.snapshot.status.alarms)
+        assert app.bells == 2 and not bar.has_class("-alarm") and "ALARM" not in bar.shown
+
+
+@aio
+async def test_the_detector_view_shows_the_image_the_dark_and_the_mask() -> None:
+    cfg = config().model_copy(update={
+        "mask": [Mask(detector=synth.DET, x=(0, 4), y=(0, 2))],
+        "calibration": Calibration(dark={synth.DET: 1})})
+    feed = MemFeed(cfg)
+    mean = np.full(SHAPE, 350.0, np.float32)
+    feed.push(DarkMsg(synth.DET, 1, DarkFrame(mean, np.full(SHAPE, 6.0, np.float32), 600, 100, 1298)))
+    app, _ = fed(feed)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot, app, until=lambda a: bool(a.snapshot.darks))
+        view = live(app).query_one("#detector", Painted)
+        await pilot.press("d")
+        await settle(pilot, app)
+        assert "no image yet" in view.shown
+        await pilot.press("d")
+        await settle(pilot, app)
+        assert view.shown.startswith(f"{synth.DET} · dark v1: mean of 600 frames (tags 100–1298), median 350 ADU, "
+                                     "noise 6 ADU\n")
+        assert "view detector (dark)" in message(app)
+        await pilot.press("d")
+        await settle(pilot, app)
+        assert view.shown.startswith(f"{synth.DET} · mask: 8 of 2,048 pixels never count (white)\n")
+        assert "▀" in view.shown
+        await pilot.press("d")
+        await settle(pilot, app)
+        assert "no image yet" in view.shown

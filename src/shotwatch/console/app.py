@@ -32,6 +32,7 @@ from ..link.protocols import Feed
 from ..link.wire import CHANGING_OPS
 from .events import Ask, Display, Picture, Say, Severity
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
+from .format import alarm_key
 from .keys import bindings
 from .live import LiveScreen
 from .model import Snapshot
@@ -72,6 +73,9 @@ class ShotwatchApp(App[int]):
         self.paused = False
         self.closing = False
         self.notices: list[tuple[float, str, str]] = []
+        self.ringing: set[str] = set()
+        """The alarms ringing at the last snapshot (by kind), so each rings the bell once."""
+        self.bells = 0
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """Every control request sent (op, args), for the tests and the history."""
         self.live = LiveScreen(settings)
@@ -109,9 +113,22 @@ class ShotwatchApp(App[int]):
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         first = self.snapshot is None and msg.snapshot is not None
         self.snapshot, self.connected, self.skipped = msg.snapshot, msg.connected, msg.skipped
+        self._ring(msg.snapshot)
         self._show()
         if first and not self.paused:
             self.live.tick()  # the first data go on screen now, not at the next tick
+
+    def _ring(self, snap: Snapshot | None) -> None:
+        """The terminal bell, once, when an alarm starts (the recorder's notice says which;
+        the status line stays red while any rings)."""
+        status = snap.status if snap is not None else None
+        if status is None:
+            return
+        ringing = {alarm_key(text) for text in status.alarms}
+        if ringing - self.ringing and not self.closing:
+            self.bell()
+            self.bells += 1
+        self.ringing = ringing
 
     def on_greeted(self, msg: Greeted) -> None:
         self.hello = msg.hello

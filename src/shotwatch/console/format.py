@@ -14,11 +14,11 @@ import numpy as np
 from rich.text import Text
 
 from ..link.messages import Status
-from ..schemas import Roi
+from ..schemas import DarkFrame, Roi
 from .tuning import STALE_AFTER_S, TAG_RANGES_SHOWN
 
 __all__ = [
-    "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
+    "BARS", "LAYERS", "alarm_key", "layer_head", "recompute_text", "recomputed_text", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
     "short_name", "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
 ]
 
@@ -181,12 +181,34 @@ def _status_line1(line: Text, st: Status, *, now: float, source_label: str | Non
 
 
 def _status_line2(line: Text, st: Status) -> None:
+    if st.alarms:  # first, where a narrow terminal cannot cut it off (the line is red as well)
+        line.append("ALARM " + "; ".join(st.alarms), style="reverse bold")
+        line.append(" · ")
     line.append(st.state, style="reverse bold" if st.state == "failed" else "")
     if st.state == "recording" or st.bytes:
         line.append(f" {fmt_bytes(st.bytes)}")
     if st.free_bytes is not None:
         line.append(f" · free {fmt_bytes(st.free_bytes)}")
+    line.append(f" · analysis v{st.analysis_version}")
+    if st.recompute is not None:
+        line.append(f" · {recompute_text(st.recompute.done, st.recompute.total)}", style="bold")
     line.append(" · ")
+
+
+def recompute_text(done: int, total: int) -> str:
+    """``recomputing: 1,200 of 108,000 shots`` (the recorder's progress in the status line)."""
+    return f"recomputing: {done:,} of {total:,} shots"
+
+
+def recomputed_text(shots: int, seconds: float) -> str:
+    """The notice when a recomputed state is swapped in: ``recomputed 108,000 shots in 4.2 s``."""
+    return f"recomputed {shots:,} shots in {seconds:.1f} s"
+
+
+def alarm_key(text: str) -> str:
+    """Which alarm a line of ``Status.alarms`` is (its first word: ``stale``, ``accepted``,
+    ``beam``): its figures change while it rings, its kind does not."""
+    return text.split(None, 1)[0].rstrip(":") if text.strip() else ""
 
 
 def roi_line(
@@ -250,3 +272,22 @@ def selected_text(applied: Roi | None, requested: Roi | None, *, selected: str |
     if requested is not None:
         text += f" → requested {rect_text(requested, name=False)}"
     return text + f" · view {view}"
+
+
+LAYERS = ("image", "dark", "mask")
+"""What the detector view shows, in the order ``d`` cycles through them."""
+
+
+def layer_head(detector: str, layer: str, *, frame: DarkFrame | None = None, version: int | None = None,
+               mask: np.ndarray | None = None) -> str:
+    """The detector view's first line for the dark or the mask (or why there is none)."""
+    if layer == "dark":
+        if frame is None:
+            return f"{detector} · dark: none in the analysis in force — D takes one"
+        v = f" v{version}" if version is not None else ""
+        std = np.asarray(frame.std, np.float64)
+        return (f"{detector} · dark{v}: mean of {frame.frames} frames (tags {frame.first_tag}–{frame.last_tag}), "
+                f"median {fmt_num(float(np.nanmedian(frame.mean)))} ADU, noise {fmt_num(float(np.nanmedian(std)))} ADU")
+    if mask is None or not mask.any():
+        return f"{detector} · mask: no pixel masked ([[mask]], calibration.dark_noise_max_adu)"
+    return f"{detector} · mask: {int(mask.sum()):,} of {mask.size:,} pixels never count (white)"

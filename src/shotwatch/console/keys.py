@@ -54,7 +54,8 @@ KEYS: tuple[Keys, ...] = (
     Keys("live", (("h", "choose_histogram"),), ("h", "hist"),
          (("h", "histogram of I0 or any value since reset, with its accepted window (I0 or veto bounds)"),)),
     Keys("live", (("d", "view('detector')"),), ("d", "image"),
-         (("d", "detector: running-average thumbnail with the ROI rectangles"),)),
+         (("d", "detector: running-average thumbnail with the ROI rectangles; d again: the dark, the mask "
+                "(white: pixels that never count), the image"),)),
     Keys("live", (("tab", "next_roi"),), ("tab", "ROI"), (("tab", "select the next ROI"),)),
     Keys("live", (("e", "edit"),), ("e", "edit"),
          (("e", "edit the selected ROI: x0 x1 y0 y1 (tab moves, enter applies, esc cancels)"),)),

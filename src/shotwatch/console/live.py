@@ -52,6 +52,8 @@ class LiveScreen(Screen[None]):
         self.picture = Picture()
         """Set by the App whenever the feed or the pause state changes; painted on the tick."""
         self.view = "numbers" if settings.low_bandwidth else "scan"
+        self.detector_layer = "image"
+        """What the detector view shows: the mean image, the dark or the mask (``d`` cycles)."""
         self.selection = Selection()
         self.confirm_delete: str | None = None
         self._force = True
@@ -109,7 +111,7 @@ class LiveScreen(Screen[None]):
         now = self.settings.clock()
         if self.view == "detector":
             self.query_one(DetectorView).show(snap, applied=sel.applied(snap), selected=sel.selected, now=now,
-                                              force=self._force)
+                                              force=self._force, layer=self.detector_layer)
         else:
             choice = self.flows.choice if self.flows else None
             self.query_one(PlotArea).show(snap, view=self.view, selected=sel.selected, now=now, force=self._force,
@@ -120,7 +122,8 @@ class LiveScreen(Screen[None]):
         snap, sel = self.picture.snapshot, self.selection
         line = self.query_one(LineForm)
         note = line.message if line.is_open else None
-        self.query_one(SelectedLine).show(sel.applied(snap), sel.requested(), selected=sel.selected, view=self.view,
+        view = self.view if self.view != "detector" or self.detector_layer == "image" else f"detector ({self.detector_layer})"
+        self.query_one(SelectedLine).show(sel.applied(snap), sel.requested(), selected=sel.selected, view=view,
                                           confirm_delete=self.confirm_delete, note=note)
 
     def _paint_keys(self) -> None:
@@ -162,6 +165,10 @@ class LiveScreen(Screen[None]):
     # --- views and selection -----------------------------------------------------------
 
     def action_view(self, view: str) -> None:
+        if view == "detector" and self.view == "detector":  # d again: the dark, the mask, the image
+            self.detector_layer = fmt.LAYERS[(fmt.LAYERS.index(self.detector_layer) + 1) % len(fmt.LAYERS)]
+        elif view == "detector":
+            self.detector_layer = "image"
         if self.settings.low_bandwidth and view not in ("detector", "correlation", "histogram"):
             # --low-bandwidth draws no plots: the numbers, the detector view's text, and one
             # line of text for the correlation and the histogram.

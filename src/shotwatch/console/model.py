@@ -86,6 +86,10 @@ class Snapshot:
         missing_darks: ``<det> v<k>`` of every dark version the analysis names whose frame this
             console does not hold yet: until it does, no block is reduced (``waiting_shots``).
         waiting_shots: shots received but not reduced while a dark was missing.
+        darks: detector -> the dark frame the analysis in force subtracts (the detector view
+            shows it).
+        masks: detector -> bool [H, W], true where a pixel never counts (``[[mask]]`` and
+            noisy dark pixels; the detector view shows it).
     """
 
     version: int = 0
@@ -108,6 +112,8 @@ class Snapshot:
     hists: Mapping[str, HistSeries] = field(default_factory=dict)
     missing_darks: tuple[str, ...] = ()
     waiting_shots: int = 0
+    darks: Mapping[str, DarkFrame] = field(default_factory=dict)
+    masks: Mapping[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 class _Stepping(Protocol):
@@ -296,4 +302,4 @@ class LiveModel:
         keys.update({name: name for name in [*derived, *points]})
         named = {name: col for name, key in keys.items() if (col := self.window.column(window, key)) is not None}
         hists = {name: s for name, key in keys.items() if (s := self.hist.series(self._hist.state, key)) is not None}
-        return {"named": named, "hists": hists}
+        return {"named": named, "hists": hists, "darks": self.analysis.darks, "masks": self.analysis.masks}
