@@ -34,7 +34,7 @@ def test_form_keys_replace_then_edit_with_a_cursor() -> None:
     assert keys(st, "left", "left", "9").values()["a"] == "0.905"  # a cursor key keeps it
     assert keys(st, "end", "backspace", "home", "delete").values()["a"] == ".0"
     assert keys(st, "tab", "7", "shift+tab", "2").values() == {"a": "2", "b": "7"}
-    assert keys(st, "tab", "tab").active == 0  # wraps
+    assert keys(st, "tab", "tab").active == 0 and keys(st, "down").active == 1 == keys(st, "up").active  # wraps
     for key, outcome in (("enter", "submit"), ("escape", "cancel"), ("f5", "ignored")):
         assert form_key(st, key, None)[1] == outcome
 
