@@ -59,7 +59,7 @@ async def test_analysis_form_opens_on_i0_min_selected_and_sends_the_sections() -
         (args,) = sent(feed, "set_analysis")
         assert args["by"] == USER
         analysis = args["analysis"]
-        assert analysis["i0"] == {"name": synth.I0, "min": 0.2, "max": None}
+        assert analysis["i0"] == {"name": synth.I0, "min": 0.2}  # no bound: absent
         assert analysis["veto"][0]["min"] == 0.7
         assert analysis["scan"]["edges"] == {"start": -1500.0, "stop": 3500.0, "count": 10}  # untouched, exact
         assert "source" not in analysis and "roi" not in analysis and "record" not in analysis
@@ -89,7 +89,10 @@ async def test_a_refusal_is_one_line_in_the_form_which_stays_open() -> None:
     feed.refuse["set_analysis"] = "i0.max: expected a channel this recorder knows, found 'x'"
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        await pilot.press("a", "tab", "-", "1", "enter")  # checked here first: no request
+        await pilot.press("a", "enter")
+        await pilot.pause()
+        assert message(app).startswith("nothing changed") and row(app).is_open
+        await pilot.press("tab", "-", "1", "enter")  # checked here first: no request
         await pilot.pause()
         assert not sent(feed, "set_analysis") and row(app).is_open
         assert message(app) == "i0: expected max >= min (0.05), found max = -1.0"

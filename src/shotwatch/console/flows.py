@@ -51,6 +51,8 @@ class Flows:
         self._corr_names: list[str] = []
         self._dark: dict[str, Any] = {}
         self._waiting = False
+        self._opened: dict[str, str] = {}
+        """The analysis form's values when it opened (what the operator changed is sent)."""
 
     # --- opening -------------------------------------------------------------------------
 
@@ -63,7 +65,9 @@ class Flows:
             self._say("analysis form: no analysis from the recorder yet", "warning")
             return
         self._waiting = False
-        self.line.open_form(ANALYSIS, "analysis", analysis_fields(snap.config))
+        fields = analysis_fields(snap.config)
+        self._opened = {f.key: f.value.strip() for f in fields}
+        self.line.open_form(ANALYSIS, "analysis", fields)
 
     def dark(self, detector: str | None, *, read_only: bool) -> None:
         """``D``: how many frames to average into a dark of ``detector``."""
@@ -116,8 +120,14 @@ class Flows:
             self.line.error("sent already — waiting for the recorder's answer")
             return
         assert snap.config is not None
+        # Only what the operator changed, onto the analysis in force now: another console's
+        # change since the form opened is kept, not overwritten with the values shown then.
+        changed = {k: v for k, v in values.items() if v != self._opened.get(k)}
+        if not changed:
+            self.line.error("nothing changed — esc closes the form; R recomputes without a change")
+            return
         try:
-            sections = analysis_sections(snap.config, values)
+            sections = analysis_sections(snap.config, changed)
         except FormError as exc:
             self.line.error(str(exc), key=exc.key)
             return
