@@ -58,7 +58,7 @@ def _dark(args: argparse.Namespace) -> int:
         raise RecordingError(f"{out}: expected a new dark file path, found an existing one")
     # A dark is raw frames: the configuration's own dark (if any) plays no part in it.
     config = config.model_copy(update={"calibration": config.calibration.model_copy(update={"dark": None})})
-    recorder = Recorder(config, record=False, origin=where)
+    recorder = Recorder(config, record=False, origin=where, alarms=False)
     setup_logging(None, to_stderr=True)
     try:
         recorder.open()

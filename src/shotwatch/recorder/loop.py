@@ -70,13 +70,15 @@ class AcquireLoop:
             the acquire thread does not reduce at all.
         source: the source to read (default: the one ``config.source`` names).
         origin: the configuration file, for error messages (``<demo>`` for the built-in one).
+        alarms: ring the ``[alarm]`` alarms (off for ``shotwatch dark``: a beam off is the point).
     """
 
     def __init__(self, config: Config, *, out: str | None = None, append: bool = False,
                  commit_seconds: float = COMMIT_SECONDS, record: bool = True, summary: bool = False,
-                 source: Source | None = None, origin: str = "<demo>") -> None:
+                 source: Source | None = None, origin: str = "<demo>", alarms: bool = True) -> None:
         self.config = config
         self.origin = origin
+        self._ring_alarms = alarms
         self.rois = RoiTable()
         self.health = Health()
         self.sink = RecordingSink(config, template=out or config.record.out, append=append,
@@ -407,6 +409,8 @@ class AcquireLoop:
         self._alarm_notices(self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")))
 
     def _alarm_notices(self, changes: list[AlarmChange]) -> None:
+        if not self._ring_alarms:
+            return
         for change in changes:
             self.broadcast.notice(change.text, level="error" if change.ringing else "info")
 
@@ -445,7 +449,7 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
-            alarms=self._alarms.ringing,
+            alarms=self._alarms.ringing if self._ring_alarms else [],
         )
 
     def _emit_status(self) -> None:
