@@ -32,7 +32,7 @@ from shotwatch.recording.analysis_config import recording_analysis, recording_da
 from shotwatch.recording.darkfile import read_dark_file, write_dark_file
 from shotwatch.reducers import Analysis
 from shotwatch.reducers.pixels import PixelMoments, PixelReducer
-from shotwatch.schemas import ConfigError, DarkFrame, Frames, ShotBlock, demo_text, load_config
+from shotwatch.schemas import ConfigError, DarkFrame, Frames, ReplaySource, ShotBlock, demo_text, load_config
 from shotwatch.sources.sim import DETECTOR, Simulator
 from shotwatch.sources.sim_detector import pedestal
 
@@ -349,3 +349,28 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
     a1 = Analysis.from_config(recording_analysis(reader, 1)[1].model_copy(update=every), detectors=reader.detectors)
     assert summarize(before, a1)["rois"]["bragg"]["mean"] > 300
     assert summarize(after, a2)["rois"]["bragg"]["mean"] < 5
+
+
+def test_append_keeps_an_equal_dark_and_records_another_as_the_next_version(tmp_path: Path) -> None:
+    write_dark_file(tmp_path / "a.zarr", {DETECTOR: _frame((1024, 512), 350.0)}, source={})
+    write_dark_file(tmp_path / "b.zarr", {DETECTOR: _frame((1024, 512), 340.0)}, source={})
+    out = str(tmp_path / "rec.zarr")
+    Recorder(load_config(_config(tmp_path, "a.toml", dark="a.zarr")), out=out).run(shots=60)
+    Recorder(load_config(_config(tmp_path, "a.toml", dark="a.zarr")), out=out, append=True).run(shots=60)
+    reader = RecordingReader(out)
+    assert [v.version for v in reader.darks()[DETECTOR]] == [1] and len(reader.analysis_versions()) == 1
+    recorder = Recorder(load_config(_config(tmp_path, "b.toml", dark="b.zarr")), out=out, append=True, summary=True)
+    recorder.run(shots=60)
+    reader = RecordingReader(out)
+    assert [v.version for v in reader.darks()[DETECTOR]] == [1, 2]
+    versions = reader.analysis_versions()
+    assert [(v.version, v.first_shot, v.config["calibration"]["dark"]) for v in versions] == \
+        [(1, 0, {DETECTOR: 1}), (2, 120, {DETECTOR: 2})]
+    assert float(reader.dark(DETECTOR, 2).mean[0, 0]) == 340.0
+    # a replay needs no dark file either: the recorder takes the recording's dark versions
+    (tmp_path / "a.zarr").rename(tmp_path / "gone.zarr")
+    replay = Recorder(load_config(_config(tmp_path, "a.toml", dark=None)).model_copy(
+        update={"source": ReplaySource(path=out, speed=0), "calibration": reader.config.calibration}),
+        record=False, summary=True)
+    replay.open()
+    assert replay.analysis is not None and float(replay.analysis.darks[DETECTOR].mean[0, 0]) == 350.0
