@@ -17,14 +17,15 @@ from .. import __version__
 from ..link.messages import Hello, Reply, ResetMsg
 from ..link.protocols import Listener
 from ..schemas import Roi
+from .changes import AnalysisChanges
 from .images import Grab
-from .loop import AcquireLoop, recorded_points
+from .loop import recorded_points
 from .tuning import MAX_GRAB_FRAMES
 
 __all__ = ["Recorder", "recorded_points"]
 
 
-class Recorder(AcquireLoop):
+class Recorder(AnalysisChanges):
     """Owns the source and the recording; serves any number of listeners (a ``Control``).
 
     Arguments as :class:`~shotwatch.recorder.loop.AcquireLoop`.
@@ -78,10 +79,10 @@ class Recorder(AcquireLoop):
         return self._requests.submit(lambda: self._do_speed(speed))
 
     def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
-        return _refused("set_analysis: not built yet")
+        return self._requests.submit(lambda: self._do_set_analysis(analysis, by))
 
     def recompute(self) -> Future[Reply]:
-        return _refused("recompute: not built yet")
+        return self._requests.submit(self._do_recompute)
 
     def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
         return _refused("dark: not built yet")
@@ -95,7 +96,8 @@ class Recorder(AcquireLoop):
         if info is None:
             return None
         return Hello(publish=publish, control=control, config=self.config, source=info,
-                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None)
+                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None,
+                     analysis_version=self._version.version, epoch=self._epoch)
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot of this run so far (``--summary-json``)."""
@@ -195,6 +197,7 @@ class Recorder(AcquireLoop):
             return Reply(False, "seek: expected a forward seek while recording (tags must grow within a "
                                 f"recording), found {'the start' if start else f'{seconds:g} s'}")
         self._flush_publish()  # the blocks before the seek go out before the reset
+        self.recomputer.cancel()  # the consoles restart: a prefix for the old position fits none
         tag = self._playback.seek(seconds=seconds, start=start)
         self.health.new_run()
         if not recording:

@@ -13,14 +13,16 @@ import time
 from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
 from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..reducers.summary import SummaryState
-from ..schemas import Config, RoiTable, RoiVersion, ShotBlock, SourceError
+from ..schemas import AnalysisVersion, Config, RoiTable, RoiVersion, ShotBlock, SourceError
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
+from .analysis import sections_json
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
 from .health import Health
 from .images import Grab, ImageWindow
+from .recompute import Recomputer
 from .requests import RequestQueue
 from .sink import RecordingSink
 from .tuning import (
@@ -83,6 +85,12 @@ class AcquireLoop:
         self._last_tag = -1
         self._old_tags = 0
         self._rois_snapshot: tuple[RoiVersion, ...] = ()
+        # the analysis in force (INTERFACE.md, analysis versions): its version, the epoch
+        # (one more with every AnalysisMsg), the tag of the epoch's boundary shot once it came
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(config))
+        self._epoch = 0
+        self._boundary: tuple[int, int | None] = (0, None)
+        self.recomputer = Recomputer()
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -115,12 +123,13 @@ class AcquireLoop:
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
 
-    def _new_summary(self) -> None:
-        """The live summary under the detectors known now (its states carry no calibration)."""
+    def _new_summary(self, *, fresh: bool = False) -> None:
+        """The live summary under the analysis in force and the detectors known now (its
+        states carry no calibration, so they survive a new detector; ``fresh``: a new analysis)."""
         if self._want_summary and self._info is not None:
             reducer = SummaryReducer(Analysis.from_config(self.config, detectors=self._info.detectors,
-                                                          roi_names=self.rois.versions))
-            self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
+                                                          roi_names=self.rois.versions, version=self._version.version))
+            self._summary = (reducer, self._summary[1] if self._summary and not fresh else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
         """Open this run's recording at its first block, so ROI versions start at its first tag."""
@@ -140,11 +149,17 @@ class AcquireLoop:
         if self.sink.renamed_from is not None:
             self.broadcast.notice(f"{self.sink.renamed_from} exists already: recording run {self._info.run} to {path}",
                          level="info")
+        versions = self.sink.analysis_versions()  # --append continues the numbering
+        if versions and versions[-1] != self._version:
+            self._version = versions[-1]
+            self._new_summary()
+        self.recomputer.follow(str(path), self.config)
         self.broadcast.emit(lambda listener: listener.on_recording(path))
         log.info("recording to %s", path)
         self._announce_rois()
 
     def close(self) -> None:
+        self.recomputer.close()
         if self.sink is not None:
             self.broadcast.notice(self.sink.close(), level="error")
         if self._source is not None:
@@ -205,6 +220,8 @@ class AcquireLoop:
             return
         if self.health.run is not None and block.run != self.health.run:
             self._new_run(block)
+        if self._boundary[1] is None:  # the first shot under this epoch: its tag ends the recomputed ranges
+            self._boundary = (self._boundary[0], int(block.tags[0]))
         if self._playback is not None:
             self._follow_playback_rois()
         if self.sink is not None and self.sink.state == "live":
@@ -267,12 +284,15 @@ class AcquireLoop:
         self._info = self._source.describe()
         self.health.new_run()
         self._shot = self._next_frame = 0
-        if self._summary is not None:
-            self._summary = (self._summary[0], self._summary[0].init())
+        self.recomputer.cancel()  # its recording is closed: its result would fit no console
+        self.recomputer.follow(None, self.config)
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(self.config))
+        self._new_summary(fresh=True)
         if self.sink is not None:
             self.broadcast.notice(self.sink.new_run(), level="error")
 
     def _tick(self) -> None:
+        self._take_recomputed()
         now = time.monotonic()
         if now - self._timers["publish"] >= PUBLISH_EVERY:
             self._flush_publish()
@@ -303,6 +323,9 @@ class AcquireLoop:
         msg = BlockMsg(self._seq, ShotBlock.concat(pending))
         self.broadcast.emit(lambda listener: listener.on_block(msg))
 
+    def _take_recomputed(self) -> None:
+        """Recomputations the worker finished (:class:`~.changes.AnalysisChanges` merges them)."""
+
     def _drain_source_notices(self) -> None:
         if self._source is not None:
             for text in self._source.notices():
@@ -328,6 +351,7 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
+            analysis_version=self._version.version, epoch=self._epoch, recompute=self.recomputer.progress(),
         )
 
     def _emit_status(self) -> None:

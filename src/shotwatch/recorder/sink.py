@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..recording import RecordingReader, RecordingWriter, refuse_if_written
-from ..schemas import Config, RecordingError, RoiTable, ShotBlock
+from ..schemas import AnalysisVersion, Config, RecordingError, RoiTable, ShotBlock
 from ..schemas.source_info import SourceInfo
 from .paths import fill_template, free_path
 
@@ -150,6 +150,21 @@ class RecordingSink:
     def set_detectors(self, info: SourceInfo) -> str | None:
         """Array detectors first seen after the start, recorded before any of their cutouts."""
         return self._call(lambda w: w.set_detectors(info))
+
+    def add_analysis(self, sections: dict[str, object], *, first_shot: int, by: str, at: float) -> int | str:
+        """Record the next analysis version from ``first_shot`` (its first tag is filled in when
+        that shot is committed); the version number, or a notice if recording just failed."""
+        writer = self._writer
+        if writer is None:
+            return f"{self.path}: not recording"
+        version: list[int] = []
+        notice = self._call(lambda w: version.append(w.add_analysis(sections, first_shot=first_shot, first_tag=-1,
+                                                                   by=by, time=at)))
+        return notice if notice else version[0]
+
+    def analysis_versions(self) -> list[AnalysisVersion]:
+        """The open recording's analysis versions (none without one)."""
+        return self._writer.analysis_versions if self._writer is not None else []
 
     def mark(self, text: str, *, tag: int | None, at: float) -> dict[str, object] | None:
         """An operator mark in the recording (None without one)."""
