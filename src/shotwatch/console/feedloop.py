@@ -23,6 +23,10 @@ from .tuning import FEED_POLL_S, HELLO_RETRY_S, HELLO_TIMEOUT_S, LOOP_ERROR_PAUS
 
 __all__ = ["FeedLoop", "FeedNotice", "Greeted", "RequestDone", "SnapshotReady"]
 
+REHELLO_S = 1.0
+"""Least seconds between two hellos asked for because the model's epoch is stale (a hello
+answered from the control process's cache may still be the old one)."""
+
 @dataclass
 class SnapshotReady(Message):
     """A new picture of the model (posted at most at the paint rate)."""
@@ -78,6 +82,7 @@ class FeedLoop:
         self._thread = threading.Thread(target=self._run, name="shotwatch-feed", daemon=True)
         self.model: LiveModel | None = None
         self._hello: Hello | None = None
+        self._rehello_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -155,7 +160,9 @@ class FeedLoop:
             return
         old = self._hello
         self._hello = hello
-        if old is not None and (hello.config, hello.source.detectors) == (old.config, old.source.detectors):
+        model = self.model
+        if old is not None and model is not None and hello.epoch == model.epoch \
+                and (hello.config, hello.source.detectors) == (model.config, old.source.detectors):
             return  # same analysis: the averages simply continue
         self._adopt(hello)
         self._post(FeedNotice(time.time(), "warning", "the recorder's configuration changed: averages restarted"))
@@ -171,3 +178,19 @@ class FeedLoop:
             self.model.apply(msg)
             if isinstance(msg, ResetMsg):  # the recorder restarted every console's averages
                 self._post(FeedNotice(msg.time, "info", msg.reason))
+            if self.model.stale:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """An analysis change was missed (the status's epoch is not the model's): start over from
+        a new hello; the messages after this status belong to it (at most once a second)."""
+        now = time.monotonic()
+        if now - self._rehello_at < REHELLO_S:
+            return
+        self._rehello_at = now
+        hello = self.feed.hello(timeout=HELLO_TIMEOUT_S)
+        if hello is None:
+            return
+        self._adopt(hello)
+        self._post(FeedNotice(time.time(), "warning", f"missed an analysis change: now under analysis version "
+                                                      f"{hello.analysis_version} (epoch {hello.epoch}), averages restarted"))

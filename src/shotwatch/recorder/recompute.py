@@ -89,6 +89,7 @@ class Recomputer:
         with self._lock:
             self._task = None
             self._progress = None
+            self._done = []  # finished but not yet taken: as stale as the running one
             self._cancel.set()
 
     def follow(self, path: str | None, config: Config) -> None:
