@@ -114,6 +114,13 @@ class Recomputer:
     def busy(self) -> bool:
         return self._progress is not None
 
+    @property
+    def values_known(self) -> int:
+        """Shots of the recording followed whose ROI values the worker holds (reads no lock:
+        an int, for progress lines and benchmarks)."""
+        cache = self._engine.cache
+        return cache.known if cache is not None else 0
+
     def close(self) -> None:
         """Stop the worker (a running job is abandoned)."""
         with self._lock:
