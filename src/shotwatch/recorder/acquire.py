@@ -17,15 +17,17 @@ from .. import __version__
 from ..link.messages import DarkMsg, Hello, Reply, ResetMsg
 from ..link.protocols import Listener
 from ..schemas import DarkFrame, Roi
+from .analysis import sections_json
+from .changes import AnalysisChanges
 from .darks import DarkRefused, DarkTake, dark_refs, with_dark_refs
 from .images import Grab
-from .loop import AcquireLoop, recorded_points
+from .loop import recorded_points
 from .tuning import MAX_GRAB_FRAMES
 
 __all__ = ["Recorder", "recorded_points"]
 
 
-class Recorder(AcquireLoop):
+class Recorder(AnalysisChanges):
     """Owns the source and the recording; serves any number of listeners (a ``Control``).
 
     Arguments as :class:`~shotwatch.recorder.loop.AcquireLoop`.
@@ -102,10 +104,10 @@ class Recorder(AcquireLoop):
         return self._requests.submit(lambda: self._do_speed(speed))
 
     def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
-        return _refused("set_analysis: not built yet")
+        return self._requests.submit(lambda: self._do_set_analysis(analysis, by))
 
     def recompute(self) -> Future[Reply]:
-        return _refused("recompute: not built yet")
+        return self._requests.submit(self._do_recompute)
 
     def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
         reply: Future[Reply] = Future()
@@ -136,7 +138,7 @@ class Recorder(AcquireLoop):
             return None
         return Hello(publish=publish, control=control, config=self.config, source=info,
                      rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None,
-                     darks=list(self._darks_snapshot))
+                     analysis_version=self._version.version, epoch=self._epoch, darks=list(self._darks_snapshot))
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot of this run so far (``--summary-json``)."""
@@ -238,8 +240,9 @@ class Recorder(AcquireLoop):
         self.broadcast.emit(lambda listener: listener.on_dark(msg))
         self.broadcast.notice(f"dark of {detector} v{meta.version}: {frame.frames} frames, tags {frame.first_tag} .. "
                               f"{frame.last_tag}", level="info")
+        # exactly as a console's set_analysis: version K+1 from the boundary, AnalysisMsg, recomputation
         config = with_dark_refs(self.config, {**dark_refs(self.config), detector: meta.version})
-        reply = self._change_analysis(config, by="dark", reason=f"dark of {detector} v{meta.version} taken")
+        reply = self._do_set_analysis(sections_json(config), "dark")
         return Reply(reply.ok, reply.error, {**reply.data, "detector": detector, "dark_version": meta.version})
 
     def _do_get_dark(self, detector: str, version: int) -> Reply:
@@ -279,6 +282,7 @@ class Recorder(AcquireLoop):
             return Reply(False, "seek: expected a forward seek while recording (tags must grow within a "
                                 f"recording), found {'the start' if start else f'{seconds:g} s'}")
         self._flush_publish()  # the blocks before the seek go out before the reset
+        self.recomputer.cancel()  # the consoles restart: a prefix for the old position fits none
         tag = self._playback.seek(seconds=seconds, start=start)
         self.health.new_run()
         if not recording:

@@ -82,6 +82,10 @@ class DarkBook:
             out[det] = got[1]
         return out
 
+    def held_versions(self) -> dict[str, list[int]]:
+        """detector -> the versions whose frames this book holds (those an analysis may name)."""
+        return {det: sorted(vs) for det, vs in self._versions.items()}
+
     def held(self) -> list[str]:
         """``<det> v<k>`` of every version whose frame this book holds."""
         return [f"{det} v{k}" for det, vs in sorted(self._versions.items()) for k in sorted(vs)]

@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 
-from ..link.messages import BlockMsg, ImageMsg, Reply, RoisMsg, Status, StatusMsg
+from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
 from ..recording import RecordingReader
 from ..reducers import Analysis, SummaryReducer, roi_versions, shot_table
 from ..reducers.summary import SummaryState
 from ..schemas import (
+    AnalysisVersion,
     Config,
     ConfigError,
     DarkFrame,
@@ -32,11 +33,22 @@ from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
 from .alarms import AlarmChange, Alarms
+from .analysis import sections_json
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
-from .darks import DarkBook, DarkRefused, DarkTake, dark_refs, renumbered, start_darks, with_dark_refs
+from .darks import (
+    DarkBook,
+    DarkRefused,
+    DarkStart,
+    DarkTake,
+    dark_refs,
+    renumbered,
+    start_darks,
+    with_dark_refs,
+)
 from .health import Health
 from .images import Grab, ImageWindow
+from .recompute import Recomputer
 from .requests import RequestQueue
 from .sink import RecordingSink
 from .tuning import (
@@ -112,6 +124,12 @@ class AcquireLoop:
         """The analysis in force (its darks loaded), once the source is open."""
         self._alarms = Alarms(config.alarm, now=time.monotonic())
         self._beam_on: bool | None = None  # the beam veto at the newest shot (None: no [alarm] beam)
+        # the analysis in force (INTERFACE.md, analysis versions): its version, the epoch
+        # (one more with every AnalysisMsg), the tag of the epoch's boundary shot once it came
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(config))
+        self._epoch = 0
+        self._boundary: tuple[int, int | None] = (0, None)
+        self.recomputer = Recomputer()
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -156,22 +174,30 @@ class AcquireLoop:
         except UsageError as exc:  # the dark file, or a dark of the wrong detector: name the key
             text = str(exc) if str(exc).startswith("calibration.dark") else f"calibration.dark: {exc}"
             raise ConfigError(f"{self.origin}: {text}") from None
+        self._use_darks(start)
+
+    def _use_darks(self, start: DarkStart) -> None:
+        """The darks of a recording starting: the book, and the analysis in force naming them."""
         self.darks, self._new_darks = start.book, start.new
         if self.config.calibration.dark:
             self.config = with_dark_refs(self.config, start.refs)
+            self._version = self._version.model_copy(update={"config": sections_json(self.config)})
 
-    def _new_summary(self) -> None:
-        """The analysis in force under the detectors known now, and the live summary under it
-        (its states carry no calibration)."""
+    def _new_summary(self, *, fresh: bool = False) -> None:
+        """The analysis in force under the detectors known now (its dark frames loaded), and
+        the live summary under it (its states carry no calibration, so they survive a new
+        detector; ``fresh``: a new analysis)."""
         if self._info is None:
             return
         self.analysis = Analysis.from_config(self.config, detectors=self._info.detectors,
                                              darks=self.darks.named(dark_refs(self.config)),
-                                             roi_names=self.rois.versions, origin=self.origin)
+                                             roi_names=self.rois.versions, version=self._version.version,
+                                             origin=self.origin)
         self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
+        self._alarms.set_alarm(self.config.alarm)
         if self._want_summary:
             reducer = SummaryReducer(self.analysis)
-            self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
+            self._summary = (reducer, self._summary[1] if self._summary and not fresh else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
         """Open this run's recording at its first block, so ROI versions start at its first tag."""
@@ -184,10 +210,8 @@ class AcquireLoop:
             self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
             self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         if self.sink.path is not None:  # a later run's new recording holds the darks in force as versions 1
-            start = renumbered(self.darks, dark_refs(self.config), recording=True)
-            self.darks, self._new_darks = start.book, start.new
-            if self.config.calibration.dark:
-                self.config = with_dark_refs(self.config, start.refs)
+            self._use_darks(renumbered(self.darks, dark_refs(self.config), recording=True))
+            self._new_summary()
         failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info),
                                 analysis=self.config, darks=self._new_darks)
         self._new_darks = {}
@@ -198,11 +222,17 @@ class AcquireLoop:
         if self.sink.renamed_from is not None:
             self.broadcast.notice(f"{self.sink.renamed_from} exists already: recording run {self._info.run} to {path}",
                          level="info")
+        versions = self.sink.analysis_versions()  # --append continues the numbering
+        if versions and versions[-1] != self._version:
+            self._version = versions[-1]
+            self._new_summary()
+        self.recomputer.follow(str(path), self.config)
         self.broadcast.emit(lambda listener: listener.on_recording(path))
         log.info("recording to %s", path)
         self._announce_rois()
 
     def close(self) -> None:
+        self.recomputer.close()
         if self.sink is not None:
             self.broadcast.notice(self.sink.close(), level="error")
         if self._source is not None:
@@ -267,6 +297,8 @@ class AcquireLoop:
             return
         if self.health.run is not None and block.run != self.health.run:
             self._new_run(block)
+        if self._boundary[1] is None:  # the first shot under this epoch: its tag ends the recomputed ranges
+            self._boundary = (self._boundary[0], int(block.tags[0]))
         if self._playback is not None:
             self._follow_playback_rois()
         if self.sink is not None and self.sink.state == "live":
@@ -330,12 +362,15 @@ class AcquireLoop:
         self._info = self._source.describe()
         self.health.new_run()
         self._shot = self._next_frame = 0
-        if self._summary is not None:
-            self._summary = (self._summary[0], self._summary[0].init())
+        self.recomputer.cancel()  # its recording is closed: its result would fit no console
+        self.recomputer.follow(None, self.config)
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(self.config))
+        self._new_summary(fresh=True)
         if self.sink is not None:
             self.broadcast.notice(self.sink.new_run(), level="error")
 
     def _tick(self) -> None:
+        self._take_recomputed()
         now = time.monotonic()
         if now - self._timers["publish"] >= PUBLISH_EVERY:
             self._flush_publish()
@@ -385,24 +420,6 @@ class AcquireLoop:
         else:
             take.future.set_result(outcome)
 
-    def _change_analysis(self, config: Config, *, by: str, reason: str) -> Reply:
-        """Make ``config``'s analysis the one in force from the next block on, recorded as the
-        next analysis version (first shot: the boundary, the next block's).
-
-        Until the recomputation machinery (``set_analysis``) is merged, this records, switches
-        and tells; that machinery then broadcasts the AnalysisMsg and recomputes.
-        """
-        self._flush_publish()  # the blocks of the old analysis go out before the change
-        version, notice = (self.sink.add_analysis(config, first_shot=self._shot, by=by, at=time.time())
-                           if self.sink is not None else (None, None))
-        self.broadcast.notice(notice, level="error")
-        self.config = config
-        self._new_summary()
-        self._alarms.set_alarm(config.alarm)
-        self.broadcast.notice(f"analysis version {version or '(not recorded)'} from shot {self._shot}: {reason}",
-                              level="info")
-        return Reply(True, data={"version": version})
-
     def _ring(self, now: float) -> None:
         """The stale alarm (the others ring as shots come)."""
         state = self._source.status().state if self._source is not None else "waiting"
@@ -423,6 +440,9 @@ class AcquireLoop:
             return  # headless: joining the blocks would only copy memory
         msg = BlockMsg(self._seq, ShotBlock.concat(pending))
         self.broadcast.emit(lambda listener: listener.on_block(msg))
+
+    def _take_recomputed(self) -> None:
+        """Recomputations the worker finished (:class:`~.changes.AnalysisChanges` merges them)."""
 
     def _drain_source_notices(self) -> None:
         if self._source is not None:
@@ -450,6 +470,7 @@ class AcquireLoop:
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
             alarms=self._alarms.ringing if self._ring_alarms else [],
+            analysis_version=self._version.version, epoch=self._epoch, recompute=self.recomputer.progress(),
         )
 
     def _emit_status(self) -> None:
