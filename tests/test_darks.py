@@ -10,8 +10,9 @@ import json
 import logging
 import math
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from shotwatch.console.darks import dark_from_reply
 from shotwatch.console.feedloop import FeedLoop
 from shotwatch.console.model import LiveModel
 from shotwatch.link.localfeed import LocalFeed
-from shotwatch.link.messages import BlockMsg, DarkMsg
+from shotwatch.link.messages import AnalysisMsg, BlockMsg, DarkMsg, Message, StateMsg
 from shotwatch.recorder.acquire import Recorder
 from shotwatch.recording import RecordingReader
 from shotwatch.recording.analysis_config import recording_analysis, recording_darks
@@ -303,7 +304,8 @@ def _first_block(feed: LocalFeed) -> ShotBlock:
                 return msg.block
 
 
-def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path) -> None:
+def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """``dark`` while recording: refused while the beam veto passes (unless forced); else the
     next N frames become the detector's next dark version, sent to every console (DarkMsg,
     get_dark) and named by the next analysis version, under which the values drop to photons."""
@@ -321,8 +323,11 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
         reply = feed.request("dark", detector=DETECTOR, n=30, force=True, timeout=30)
         assert reply.ok, reply.error
         assert reply.data["dark_version"] == 1 and reply.data["version"] == 2
-        msgs = feed.poll(timeout=0.5)
+        msgs = list(_until(feed, lambda m: isinstance(m, StateMsg)))  # the recomputation follows
         dark = next(m for m in msgs if isinstance(m, DarkMsg))
+        change = next(m for m in msgs if isinstance(m, AnalysisMsg))
+        assert change.config.calibration.dark == {DETECTOR: 1} and change.version.version == 2
+        assert msgs.index(dark) < msgs.index(change)
         got = feed.request("get_dark", detector=DETECTOR, version=1, timeout=5)
         frame = dark_from_reply(got, detector=DETECTOR, version=1, shapes={DETECTOR: (1024, 512)})
         np.testing.assert_array_equal(frame.mean, dark.frame.mean)
@@ -336,6 +341,9 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
         thread.join()
         feed.close()
     reader = RecordingReader(tmp_path / "rec.zarr")
+    code, out, _ = _cli(capsys, "reduce", str(tmp_path / "rec.zarr"), "--json")
+    assert code == 0
+    assert_close(recorder.summary(), json.loads(out))  # live (recomputed prefix ⊕ since) == reduce, dark applied
     versions = reader.analysis_versions()
     assert [v.config["calibration"]["dark"] for v in versions] == [None, {DETECTOR: 1}]
     assert versions[1].by == "dark" and versions[1].first_shot > 0
@@ -374,3 +382,13 @@ def test_append_keeps_an_equal_dark_and_records_another_as_the_next_version(tmp_
         record=False, summary=True)
     replay.open()
     assert replay.analysis is not None and float(replay.analysis.darks[DETECTOR].mean[0, 0]) == 350.0
+
+
+def _until(feed: LocalFeed, done: Callable[[Message], bool], limit: float = 30.0) -> Iterator[Message]:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        for msg in feed.poll(timeout=0.1):
+            yield msg
+            if done(msg):
+                return
+    pytest.fail("the recorder did not deliver in time")
