@@ -84,7 +84,7 @@ class Recorder(AnalysisChanges):
             if refused is not None:
                 fut.set_exception(DarkRefused(refused))
                 return Reply(False, refused)
-            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
             return Reply(True)
 
         self._requests.submit(start)
@@ -92,7 +92,7 @@ class Recorder(AnalysisChanges):
 
     def dark_progress(self) -> dict[str, tuple[int, int]]:
         """detector -> (frames taken, frames wanted) of the darks under way (any thread)."""
-        return {t.detector: (t.state.frames, t.n) for t in list(self._takes)}
+        return {t.detector: (t.state.frames, t.n) for t in list(self._watch.takes)}
 
     def pause(self, paused: bool) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_pause(paused))
@@ -121,8 +121,8 @@ class Recorder(AnalysisChanges):
                 return Reply(False, refused)
             frame: Future[DarkFrame] = Future()  # resolved on this thread: so is the callback
             frame.add_done_callback(lambda f: reply.set_result(self._dark_done(detector, f)))
-            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
-            forced = " (forced: the beam is on)" if force and self._beam_on else ""
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
+            forced = " (forced: the beam is on)" if force and self._watch.beam_on else ""
             self.broadcast.notice(f"dark of {detector}: averaging the next {n} frames{forced}", level="info")
             return None  # answered when the frames are in
 
@@ -218,9 +218,9 @@ class Recorder(AnalysisChanges):
             return f"dark: expected one of the source's detectors ({', '.join(sorted(known)) or 'none'}), found {detector!r}"
         if not 1 <= n <= MAX_GRAB_FRAMES:
             return f"dark: expected 1 <= n <= {MAX_GRAB_FRAMES} frames, found {n}"
-        if any(t.detector == detector for t in self._takes):
+        if any(t.detector == detector for t in self._watch.takes):
             return f"dark of {detector}: expected no other dark of it under way, found one"
-        if self._beam_on and not force:
+        if self._watch.beam_on and not force:
             return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
                     f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
         return None

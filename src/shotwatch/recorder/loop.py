@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
-from ..recording import RecordingReader
-from ..reducers import Analysis, SummaryReducer, roi_versions, shot_table
+from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..reducers.summary import SummaryState
 from ..schemas import (
     AnalysisVersion,
     Config,
-    ConfigError,
     DarkFrame,
     DarkVersion,
-    ReplaySource,
     RoiTable,
     RoiVersion,
     ShotBlock,
     SourceError,
-    UsageError,
 )
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
-from .alarms import AlarmChange, Alarms
+from .alarms import AlarmChange
 from .analysis import sections_json
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
@@ -60,6 +54,7 @@ from .tuning import (
     ROTATE_EVERY,
     STATUS_EVERY,
 )
+from .watch import Watch
 
 __all__ = ["AcquireLoop", "recorded_points"]
 
@@ -90,7 +85,6 @@ class AcquireLoop:
                  source: Source | None = None, origin: str = "<demo>", alarms: bool = True) -> None:
         self.config = config
         self.origin = origin
-        self._ring_alarms = alarms
         self.rois = RoiTable()
         self.health = Health()
         self.sink = RecordingSink(config, template=out or config.record.out, append=append,
@@ -118,12 +112,10 @@ class AcquireLoop:
         self.darks = DarkBook()
         """Dark versions of the current recording (or of this recorder, without one)."""
         self._new_darks: dict[str, DarkFrame] = {}  # to write into the next recording opened
-        self._takes: list[DarkTake] = []
         self._darks_snapshot: tuple[DarkVersion, ...] = ()  # the versions the analysis in force names (Hello)
         self.analysis: Analysis | None = None
         """The analysis in force (its darks loaded), once the source is open."""
-        self._alarms = Alarms(config.alarm, now=time.monotonic())
-        self._beam_on: bool | None = None  # the beam veto at the newest shot (None: no [alarm] beam)
+        self._watch = Watch(config.alarm, ring=alarms)
         # the analysis in force (INTERFACE.md, analysis versions): its version, the epoch
         # (one more with every AnalysisMsg), the tag of the epoch's boundary shot once it came
         self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(config))
@@ -162,19 +154,12 @@ class AcquireLoop:
             source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
-        self._alarms = Alarms(self.config.alarm, now=time.monotonic())  # stale from now on, not from __init__
+        self._watch = Watch(self.config.alarm, ring=self._watch.ring)  # stale from now on, not from __init__
 
     def _start_darks(self, info: SourceInfo) -> None:
         """``calibration.dark`` at start: its frames, numbered as the recording holds them."""
-        replay = self.config.source
-        replayed = RecordingReader(replay.path) if isinstance(replay, ReplaySource) else None
-        try:
-            start = start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
-                                replayed=replayed, recording=self.sink is not None)
-        except UsageError as exc:  # the dark file, or a dark of the wrong detector: name the key
-            text = str(exc) if str(exc).startswith("calibration.dark") else f"calibration.dark: {exc}"
-            raise ConfigError(f"{self.origin}: {text}") from None
-        self._use_darks(start)
+        self._use_darks(start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
+                                    recording=self.sink is not None, origin=self.origin))
 
     def _use_darks(self, start: DarkStart) -> None:
         """The darks of a recording starting: the book, and the analysis in force naming them."""
@@ -194,7 +179,7 @@ class AcquireLoop:
                                              roi_names=self.rois.versions, version=self._version.version,
                                              origin=self.origin)
         self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
-        self._alarms.set_alarm(self.config.alarm)
+        self._watch.alarms.set_alarm(self.config.alarm)
         if self._want_summary:
             reducer = SummaryReducer(self.analysis)
             self._summary = (reducer, self._summary[1] if self._summary and not fresh else reducer.init())
@@ -275,9 +260,8 @@ class AcquireLoop:
                 block = self._source.read(timeout=READ_TIMEOUT) if self._source else None
                 ended = self._source is not None and self._source.status().state == "ended"
                 if ended and block is None:
-                    for take in self._takes:
-                        self._dark_taken(take, take.ended())
-                    self._takes.clear()
+                    for take, outcome in self._watch.ended():
+                        self._dark_taken(take, outcome)
                 if block is None and ended and stop_at_end:
                     break  # a replay source at its end: nothing more will come
                 if block is not None and len(block):
@@ -384,7 +368,8 @@ class AcquireLoop:
             self._timers["commit"] = now
         if now - self._timers["status"] >= STATUS_EVERY:
             self._drain_source_notices()
-            self._ring(now)
+            state = self._source.status().state if self._source is not None else "waiting"
+            self._alarm_notices(self._watch.tick(stale_ok=state in ("paused", "ended", "stopped")))
             self._emit_status()
             self._timers["status"] = now
         if now - self._timers["image"] >= IMAGE_EVERY:
@@ -395,23 +380,10 @@ class AcquireLoop:
     # --- alarms and darks ------------------------------------------------------------
 
     def _judge(self, block: ShotBlock) -> None:
-        """The alarms' and the darks' view of a block: accepted shots, and the beam veto."""
-        beam_name = self.config.alarm.beam
-        table = None
-        if self.analysis is not None and (beam_name is not None or self.config.alarm.accepted_min is not None):
-            # The ROI sums only where a channel (which may use them) decides acceptance.
-            judged = block if self.analysis.channels else block.with_(cutouts={})
-            table = shot_table(judged.with_(frames={}), self.analysis, roi_versions(self.rois.all()))
-        beam = None if table is None or beam_name is None else ~np.asarray(table.vetoed[beam_name], bool)
-        accepted = np.ones(len(block), bool) if table is None else np.asarray(table.accepted, bool)
-        self._alarm_notices(self._alarms.add(tags=block.tags, times=block.time, accepted=accepted, beam=beam,
-                                             now=time.monotonic(), wall=time.time()))
-        self._beam_on = None if beam is None else bool(beam[-1])
-        for take in list(self._takes):
-            outcome = take.add(block, beam)
-            if outcome is not None:
-                self._takes.remove(take)
-                self._dark_taken(take, outcome)
+        changes, done = self._watch.block(block, self.analysis, self.config.alarm, roi_versions(self.rois.all()))
+        self._alarm_notices(changes)
+        for take, outcome in done:
+            self._dark_taken(take, outcome)
 
     def _dark_taken(self, take: DarkTake, outcome: DarkFrame | str) -> None:
         """A dark finished (a frame) or was abandoned (a one-line reason)."""
@@ -420,14 +392,7 @@ class AcquireLoop:
         else:
             take.future.set_result(outcome)
 
-    def _ring(self, now: float) -> None:
-        """The stale alarm (the others ring as shots come)."""
-        state = self._source.status().state if self._source is not None else "waiting"
-        self._alarm_notices(self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")))
-
     def _alarm_notices(self, changes: list[AlarmChange]) -> None:
-        if not self._ring_alarms:
-            return
         for change in changes:
             self.broadcast.notice(change.text, level="error" if change.ringing else "info")
 
@@ -469,7 +434,7 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
-            alarms=self._alarms.ringing if self._ring_alarms else [],
+            alarms=self._watch.ringing,
             analysis_version=self._version.version, epoch=self._epoch, recompute=self.recomputer.progress(),
         )
 
