@@ -27,7 +27,9 @@ from shotwatch.console.feedloop import FeedLoop
 from shotwatch.console.model import LiveModel
 from shotwatch.link.localfeed import LocalFeed
 from shotwatch.link.messages import AnalysisMsg, BlockMsg, DarkMsg, Message, StateMsg
+from shotwatch.link.netfeed import NetFeed
 from shotwatch.recorder.acquire import Recorder
+from shotwatch.recorder.service import Service
 from shotwatch.recording import RecordingReader
 from shotwatch.recording.analysis_config import recording_analysis, recording_darks
 from shotwatch.recording.darkfile import read_dark_file, write_dark_file
@@ -392,3 +394,28 @@ def _until(feed: LocalFeed, done: Callable[[Message], bool], limit: float = 30.0
             if done(msg):
                 return
     pytest.fail("the recorder did not deliver in time")
+
+
+def test_a_console_over_the_network_fetches_a_dark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``get_dark`` through the real sockets and the control process: the frame, whole."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    dark = DarkFrame(pedestal(), np.full((1024, 512), 6.0, np.float32), 7, 2, 14)
+    write_dark_file(tmp_path / "d.zarr", {DETECTOR: dark}, source={})
+    recorder = Recorder(load_config(_config(tmp_path, "use.toml", dark="d.zarr")), record=False)
+    recorder.open()
+    thread = threading.Thread(target=lambda: recorder.run(seconds=30))
+    with Service(recorder, publish="auto", control="auto", runfile=False) as service:
+        thread.start()
+        try:
+            with NetFeed(service.addresses["control"], read_only=True) as feed:
+                hello = feed.hello(timeout=10)
+                assert hello is not None and [(v.detector, v.version) for v in hello.darks] == [(DETECTOR, 1)]
+                reply = feed.request("get_dark", detector=DETECTOR, version=1, timeout=10)  # no token needed
+                got = dark_from_reply(reply, detector=DETECTOR, version=1, shapes={DETECTOR: (1024, 512)})
+                np.testing.assert_array_equal(got.mean, dark.mean)
+                np.testing.assert_array_equal(got.std, dark.std)
+                assert (got.frames, got.first_tag, got.last_tag) == (7, 2, 14)
+                assert not feed.request("dark", detector=DETECTOR, n=5, timeout=10).ok  # read-only: no dark
+        finally:
+            recorder.stop()
+            thread.join()
