@@ -237,6 +237,7 @@ def test_a_change_is_recorded_at_the_boundary_with_its_first_tag_and_who(tmp_pat
     tags = reader.tags()
     (first, end), = state.tag_ranges
     assert first == int(tags[0]) and end in (int(tags[1199]) + 1, int(tags[1200]))
+    assert "analysis version 2 set by ana@bl3: from shot 1200 on; recomputing the 1200 shots before it" in heard.notices
     assert any(n.startswith("recomputed 1200 shots in") for n in heard.notices)
     assert recorder.status().analysis_version == 2 and recorder.status().epoch == 1
     assert recorder.summary()["analysis_version"] == 2
@@ -368,3 +369,26 @@ def test_kept_values_give_what_reading_the_pixels_gives(tmp_path: Path) -> None:
     hotter = config.model_copy(update={"calibration": config.calibration.model_copy(update={"threshold_ev": 3000.0})})
     again = engine.reduce(Job(str(path), None, hotter, 1, 100, 10, 10))
     assert again.pixels_read == 1500  # another pixel calibration: every pixel read again
+
+
+def test_after_a_change_the_appended_summary_covers_the_whole_recording(tmp_path: Path) -> None:
+    """--append: the live summary is this session's shots, until a change recomputes them all."""
+    path = tmp_path / "r.zarr"
+    config = demo(13)
+    assert config.i0 is not None
+    Recorder(config, out=str(path)).run(shots=700)
+    heard: Heard | None = None
+
+    def before(k: int) -> None:
+        if k == 2:
+            recorder.set_analysis(sections(config, i0={"name": config.i0.name, "min": 0.15}), by="z@z")
+
+    source = Stepped(open_source(config), [200], before, lambda: heard is not None and heard.waiting)
+    recorder = Recorder(config, out=str(path), append=True, summary=True, source=source)
+    heard = Heard(recorder)
+    recorder.add_listener(heard)
+    recorder.run(shots=1000)
+    assert heard.states[0].boundary_shot == 700 + 600 and heard.analysis[0].version.version == 2
+    live = recorder.summary()
+    assert live["shots"]["total"] == 1700
+    assert_same_summary(live, reduce_json(path, 2))

@@ -54,8 +54,8 @@ def _check(current: Config, sections: Mapping[str, Any], *, points: Sequence[str
     override = parse_config(dict(sections), origin=ORIGIN)
     dark = override.calibration.dark
     if isinstance(dark, str):
-        raise ConfigError(f"calibration.dark: expected dark versions the recording holds ({{\"<det>\": k}}; "
-                          f"`D` takes one), found a file {dark!r}")
+        raise ConfigError(f"calibration.dark: expected dark versions the recording holds ({{\"<det>\": k}}, as D "
+                          f"takes them), found a file {dark!r}")
     for det, k in (dark or {}).items():
         if k not in darks.get(det, ()):
             held = ", ".join(f"{d} v{v}" for d, vs in darks.items() for v in vs) or "none"

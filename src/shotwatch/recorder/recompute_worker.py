@@ -3,7 +3,7 @@
 Reading an hour of pixels costs seconds (7 GB for 108,000 shots of 4 ROIs of 64 x 64
 float32), and most analysis changes (the I0 window, vetoes, the scan, pump-probe, aliases,
 channels) do not change a single ROI value: only the gain, threshold, photon energy, dark and
-mask do. So an :class:`Engine` keeps every shot's ROI values (12 bytes a shot and ROI key,
+mask do. So an :class:`Engine` keeps every shot's ROI values (8 bytes a shot and ROI key,
 :class:`ValueCache`) under the pixel calibration in force, reading each shot's pixels once:
 it follows the recording as it is committed (:meth:`Engine.follow`), and a recomputation
 reads only the few shots not yet known plus the points (a few MB for an hour) and builds the
@@ -74,32 +74,46 @@ def pixel_calibration(analysis: Analysis) -> tuple[Any, ...]:
 
 
 class _Column:
-    """One roi key's values from shot ``start`` on (a version is active over one span of shots)."""
+    """One roi key's values from shot ``start`` on (a version is active over one span of shots).
+
+    Values are float64 (8 bytes a shot: exact, as ``reduce`` computes them); the non-finite
+    pixel counts, nearly always 0, are kept only where they are not (shot index, count).
+    """
 
     def __init__(self, start: int) -> None:
         self.start, self.size = start, 0
         self.values = np.empty(1024)
-        self.nonfinite = np.empty(1024, np.int32)
+        self._nf_at: list[I64] = []
+        self._nf_count: list[I64] = []
 
     def put(self, at: int, values: F64, nonfinite: I64) -> None:
         end = at + values.size
         if end - self.start > self.values.size:
-            grown = max(end - self.start, 2 * self.values.size)
-            self.values = np.resize(self.values, grown)
-            self.nonfinite = np.resize(self.nonfinite, grown)
-        gap = slice(self.size, at - self.start)  # shots where the key had no cutout: invalid
-        self.values[gap], self.nonfinite[gap] = np.nan, 0
+            self.values = np.resize(self.values, max(end - self.start, 2 * self.values.size))
+        self.values[self.size:at - self.start] = np.nan  # shots where the key had no cutout: invalid
         self.values[at - self.start:end - self.start] = values
-        self.nonfinite[at - self.start:end - self.start] = nonfinite
         self.size = end - self.start
+        bad = np.flatnonzero(nonfinite)
+        if bad.size:
+            self._nf_at.append((bad + at).astype(np.int64))
+            self._nf_count.append(np.asarray(nonfinite[bad], np.int64))
 
     def take(self, a: int, b: int) -> tuple[F64, I64]:
         values, nonfinite = np.full(b - a, np.nan), np.zeros(b - a, np.int64)
         lo, hi = max(a, self.start), min(b, self.start + self.size)
         if hi > lo:
             values[lo - a:hi - a] = self.values[lo - self.start:hi - self.start]
-            nonfinite[lo - a:hi - a] = self.nonfinite[lo - self.start:hi - self.start]
+        if self._nf_at:
+            if len(self._nf_at) > 1:  # appended block by block: one array each, joined when read
+                self._nf_at, self._nf_count = [np.concatenate(self._nf_at)], [np.concatenate(self._nf_count)]
+            at, count = self._nf_at[0], self._nf_count[0]
+            i, j = np.searchsorted(at, [a, b])
+            nonfinite[at[i:j] - a] = count[i:j]
         return values, nonfinite
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + sum(x.nbytes for x in self._nf_at) + sum(x.nbytes for x in self._nf_count))
 
 
 class ValueCache:
@@ -151,7 +165,7 @@ class ValueCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(c.values.nbytes + c.nonfinite.nbytes for c in self._columns.values())
+        return sum(c.nbytes for c in self._columns.values())
 
 
 class Engine:
