@@ -10,8 +10,9 @@ import json
 import logging
 import math
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,16 @@ from shotwatch.console.darks import dark_from_reply
 from shotwatch.console.feedloop import FeedLoop
 from shotwatch.console.model import LiveModel
 from shotwatch.link.localfeed import LocalFeed
-from shotwatch.link.messages import BlockMsg, DarkMsg
+from shotwatch.link.messages import AnalysisMsg, BlockMsg, DarkMsg, Message, StateMsg
+from shotwatch.link.netfeed import NetFeed
 from shotwatch.recorder.acquire import Recorder
+from shotwatch.recorder.service import Service
 from shotwatch.recording import RecordingReader
 from shotwatch.recording.analysis_config import recording_analysis, recording_darks
 from shotwatch.recording.darkfile import read_dark_file, write_dark_file
 from shotwatch.reducers import Analysis
 from shotwatch.reducers.pixels import PixelMoments, PixelReducer
-from shotwatch.schemas import DarkFrame, Frames, ShotBlock, demo_text, load_config
+from shotwatch.schemas import ConfigError, DarkFrame, Frames, ReplaySource, ShotBlock, demo_text, load_config
 from shotwatch.sources.sim import DETECTOR, Simulator
 from shotwatch.sources.sim_detector import pedestal
 
@@ -194,17 +197,28 @@ def test_bad_dark_files_are_refused_at_start_in_one_line(tmp_path: Path, capsys:
     meta = tmp_path / "v2.zarr" / "zarr.json"
     meta.write_text(meta.read_text().replace('"version": 1', '"version": 2'))
     (tmp_path / "plain").mkdir()
+    write_dark_file(tmp_path / "ok.zarr", {DETECTOR: _frame((1024, 512))}, source={})
+    rec = _config(tmp_path, "rec.toml", dark="ok.zarr")
+    Recorder(load_config(rec), out=str(tmp_path / "rec.zarr")).run(shots=3)
     cases = {
+        "rec.zarr": ["expected format 'shotwatch.dark' version 1 (a dark file), found format 'shotwatch.recording'"],
+        "nothing.zarr": ["nothing.zarr: expected a shotwatch dark file (a zarr v3 group), found nothing"],
         "shape.zarr": [f"expected a dark of {DETECTOR}'s 1024 x 512 pixels, found 512 x 512 in shape.zarr"],
         "other.zarr": [f"expected a dark of the configuration's detectors ({DETECTOR}), found 'MPCCD-9'"],
         "v2.zarr": ["expected format 'shotwatch.dark' version 1 (a dark file), found format 'shotwatch.dark' version 2"],
         "plain": ["plain", "expected"],
     }
-    for name, contains in cases.items():
+    for i, (name, contains) in enumerate(cases.items()):
         cfg = _config(tmp_path, f"{name}.toml", dark=name)
         out = tmp_path / f"out-{name}"
-        _one_line(_cli(capsys, "record", "-c", str(cfg), "--shots", "5", "-o", str(out), "--publish", "auto",
-                       "--control", "auto"), f"{name}.toml: calibration.dark: ", *contains)
+        if i < 2:  # the whole command line twice; the recorder's start for the others (no sockets: faster)
+            result = _cli(capsys, "record", "-c", str(cfg), "--shots", "5", "-o", str(out), "--publish", "auto",
+                          "--control", "auto")
+        else:
+            with pytest.raises(ConfigError) as exc:
+                Recorder(load_config(cfg), out=str(out), origin=str(cfg)).open()
+            result = (2, "", f"{PREFIX}{exc.value}\n")
+        _one_line(result, f"{name}.toml: calibration.dark: ", *contains)
         assert not out.exists()
 
 
@@ -292,7 +306,8 @@ def _first_block(feed: LocalFeed) -> ShotBlock:
                 return msg.block
 
 
-def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path) -> None:
+def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """``dark`` while recording: refused while the beam veto passes (unless forced); else the
     next N frames become the detector's next dark version, sent to every console (DarkMsg,
     get_dark) and named by the next analysis version, under which the values drop to photons."""
@@ -310,8 +325,11 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
         reply = feed.request("dark", detector=DETECTOR, n=30, force=True, timeout=30)
         assert reply.ok, reply.error
         assert reply.data["dark_version"] == 1 and reply.data["version"] == 2
-        msgs = feed.poll(timeout=0.5)
+        msgs = list(_until(feed, lambda m: isinstance(m, StateMsg)))  # the recomputation follows
         dark = next(m for m in msgs if isinstance(m, DarkMsg))
+        change = next(m for m in msgs if isinstance(m, AnalysisMsg))
+        assert change.config.calibration.dark == {DETECTOR: 1} and change.version.version == 2
+        assert msgs.index(dark) < msgs.index(change)
         got = feed.request("get_dark", detector=DETECTOR, version=1, timeout=5)
         frame = dark_from_reply(got, detector=DETECTOR, version=1, shapes={DETECTOR: (1024, 512)})
         np.testing.assert_array_equal(frame.mean, dark.frame.mean)
@@ -325,6 +343,9 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
         thread.join()
         feed.close()
     reader = RecordingReader(tmp_path / "rec.zarr")
+    code, out, _ = _cli(capsys, "reduce", str(tmp_path / "rec.zarr"), "--json")
+    assert code == 0
+    assert_close(recorder.summary(), json.loads(out))  # live (recomputed prefix ⊕ since) == reduce, dark applied
     versions = reader.analysis_versions()
     assert [v.config["calibration"]["dark"] for v in versions] == [None, {DETECTOR: 1}]
     assert versions[1].by == "dark" and versions[1].first_shot > 0
@@ -338,3 +359,63 @@ def test_the_dark_request_takes_records_sends_and_applies_a_dark(tmp_path: Path)
     a1 = Analysis.from_config(recording_analysis(reader, 1)[1].model_copy(update=every), detectors=reader.detectors)
     assert summarize(before, a1)["rois"]["bragg"]["mean"] > 300
     assert summarize(after, a2)["rois"]["bragg"]["mean"] < 5
+
+
+def test_append_keeps_an_equal_dark_and_records_another_as_the_next_version(tmp_path: Path) -> None:
+    write_dark_file(tmp_path / "a.zarr", {DETECTOR: _frame((1024, 512), 350.0)}, source={})
+    write_dark_file(tmp_path / "b.zarr", {DETECTOR: _frame((1024, 512), 340.0)}, source={})
+    out = str(tmp_path / "rec.zarr")
+    Recorder(load_config(_config(tmp_path, "a.toml", dark="a.zarr")), out=out).run(shots=60)
+    Recorder(load_config(_config(tmp_path, "a.toml", dark="a.zarr")), out=out, append=True).run(shots=60)
+    reader = RecordingReader(out)
+    assert [v.version for v in reader.darks()[DETECTOR]] == [1] and len(reader.analysis_versions()) == 1
+    recorder = Recorder(load_config(_config(tmp_path, "b.toml", dark="b.zarr")), out=out, append=True, summary=True)
+    recorder.run(shots=60)
+    reader = RecordingReader(out)
+    assert [v.version for v in reader.darks()[DETECTOR]] == [1, 2]
+    versions = reader.analysis_versions()
+    assert [(v.version, v.first_shot, v.config["calibration"]["dark"]) for v in versions] == \
+        [(1, 0, {DETECTOR: 1}), (2, 120, {DETECTOR: 2})]
+    assert float(reader.dark(DETECTOR, 2).mean[0, 0]) == 340.0
+    # a replay needs no dark file either: the recorder takes the recording's dark versions
+    (tmp_path / "a.zarr").rename(tmp_path / "gone.zarr")
+    replay = Recorder(load_config(_config(tmp_path, "a.toml", dark=None)).model_copy(
+        update={"source": ReplaySource(path=out, speed=0), "calibration": reader.config.calibration}),
+        record=False, summary=True)
+    replay.open()
+    assert replay.analysis is not None and float(replay.analysis.darks[DETECTOR].mean[0, 0]) == 350.0
+
+
+def _until(feed: LocalFeed, done: Callable[[Message], bool], limit: float = 30.0) -> Iterator[Message]:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        for msg in feed.poll(timeout=0.1):
+            yield msg
+            if done(msg):
+                return
+    pytest.fail("the recorder did not deliver in time")
+
+
+def test_a_console_over_the_network_fetches_a_dark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``get_dark`` through the real sockets and the control process: the frame, whole."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    dark = DarkFrame(pedestal(), np.full((1024, 512), 6.0, np.float32), 7, 2, 14)
+    write_dark_file(tmp_path / "d.zarr", {DETECTOR: dark}, source={})
+    recorder = Recorder(load_config(_config(tmp_path, "use.toml", dark="d.zarr")), record=False)
+    recorder.open()
+    thread = threading.Thread(target=lambda: recorder.run(seconds=30))
+    with Service(recorder, publish="auto", control="auto", runfile=False) as service:
+        thread.start()
+        try:
+            with NetFeed(service.addresses["control"], read_only=True) as feed:
+                hello = feed.hello(timeout=10)
+                assert hello is not None and [(v.detector, v.version) for v in hello.darks] == [(DETECTOR, 1)]
+                reply = feed.request("get_dark", detector=DETECTOR, version=1, timeout=10)  # no token needed
+                got = dark_from_reply(reply, detector=DETECTOR, version=1, shapes={DETECTOR: (1024, 512)})
+                np.testing.assert_array_equal(got.mean, dark.mean)
+                np.testing.assert_array_equal(got.std, dark.std)
+                assert (got.frames, got.first_tag, got.last_tag) == (7, 2, 14)
+                assert not feed.request("dark", detector=DETECTOR, n=5, timeout=10).ok  # read-only: no dark
+        finally:
+            recorder.stop()
+            thread.join()

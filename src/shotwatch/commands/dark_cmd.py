@@ -58,15 +58,12 @@ def _dark(args: argparse.Namespace) -> int:
         raise RecordingError(f"{out}: expected a new dark file path, found an existing one")
     # A dark is raw frames: the configuration's own dark (if any) plays no part in it.
     config = config.model_copy(update={"calibration": config.calibration.model_copy(update={"dark": None})})
-    recorder = Recorder(config, record=False, origin=where)
+    recorder = Recorder(config, record=False, origin=where, alarms=False)
     setup_logging(None, to_stderr=True)
     try:
         recorder.open()
     except SourceError as exc:
         raise SourceError(f"{where}: {exc}") from None
-    if config.alarm.beam is None:
-        sys.stderr.write("shotwatch: no [alarm] beam in the configuration: the beam cannot be checked, "
-                         "make sure no X-rays reach the detector\n")
     futures = {det: recorder.take_dark(det, args.shots, force=args.force) for det in detectors}
     _stop_when_done(recorder, list(futures.values()))
     tty = sys.stderr.isatty()
@@ -88,6 +85,9 @@ def _dark(args: argparse.Namespace) -> int:
     info = recorder.status()
     write_dark_file(out, darks, source={"kind": config.source.kind, "run": info.run, "config": where})
     print(f"dark of {args.shots} frames ({', '.join(detectors)}) to {out}")
+    if config.alarm.beam is None:
+        sys.stderr.write("shotwatch: no [alarm] beam in the configuration: the beam was not checked "
+                         "(a dark with X-rays in it would be subtracted from every shot)\n")
     return 0
 
 

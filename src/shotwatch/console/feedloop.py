@@ -28,6 +28,9 @@ DARK_RETRY_S = 5.0
 """A dark that could not be fetched is asked for again after this long."""
 DARK_TIMEOUT_S = 10.0
 """A dark is two float32 frames (4 MB for an MPCCD sensor): 10 s even over a slow link."""
+REHELLO_S = 1.0
+"""Least seconds between two hellos asked for because the model's epoch is stale (a hello
+answered from the control process's cache may still be the old one)."""
 
 @dataclass
 class SnapshotReady(Message):
@@ -85,6 +88,7 @@ class FeedLoop:
         self.model: LiveModel | None = None
         self._hello: Hello | None = None
         self._dark_asked: dict[tuple[str, int], float] = {}  # when each missing dark was last asked for
+        self._rehello_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -184,7 +188,9 @@ class FeedLoop:
             return
         old = self._hello
         self._hello = hello
-        if old is not None and (hello.config, hello.source.detectors) == (old.config, old.source.detectors):
+        model = self.model
+        if old is not None and model is not None and hello.epoch == model.epoch \
+                and (hello.config, hello.source.detectors) == (model.config, old.source.detectors):
             return  # same analysis: the averages simply continue
         self._adopt(hello)
         self._post(FeedNotice(time.time(), "warning", "the recorder's configuration changed: averages restarted"))
@@ -200,3 +206,19 @@ class FeedLoop:
             self.model.apply(msg)
             if isinstance(msg, ResetMsg):  # the recorder restarted every console's averages
                 self._post(FeedNotice(msg.time, "info", msg.reason))
+            if self.model.stale:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """An analysis change was missed (the status's epoch is not the model's): start over from
+        a new hello; the messages after this status belong to it (at most once a second)."""
+        now = time.monotonic()
+        if now - self._rehello_at < REHELLO_S:
+            return
+        self._rehello_at = now
+        hello = self.feed.hello(timeout=HELLO_TIMEOUT_S)
+        if hello is None:
+            return
+        self._adopt(hello)
+        self._post(FeedNotice(time.time(), "warning", f"missed an analysis change: now under analysis version "
+                                                      f"{hello.analysis_version} (epoch {hello.epoch}), averages restarted"))

@@ -6,6 +6,9 @@ a slow SSH link must never queue output ahead of the keys the operator types.
 
 from __future__ import annotations
 
+# What a console keeps is what a recomputation sends it: one definition, beside the reducers.
+from ..reducers.liveset import HIST_BINS, TREND_BLOCKS, WINDOW_SHOTS
+
 __all__ = [
     "ERROR_TOAST_S", "FEED_POLL_S", "GRAB_FRAMES", "GREY_LEVELS", "HELLO_RETRY_S", "HELLO_TIMEOUT_S",
     "DARK_FRAMES", "HIST_BINS", "IMAGE_EVERY", "NAMED_I0", "INFO_TOAST_S", "LOOP_ERROR_PAUSE_S", "NOTICE_HISTORY", "PLOT_EVERY",
@@ -44,16 +47,6 @@ GREY_LEVELS = 6
 fewer bytes (~20 per style change)."""
 
 # --- what is kept ----------------------------------------------------------------------------
-
-WINDOW_SHOTS = 2000
-"""Shots kept for sparklines, the correlation plot and the histogram's recent data: half a
-minute at 60 Hz, enough to judge an I0 window."""
-
-HIST_BINS = 40
-"""Histogram bins: fits an 80-column plot with a readable bar per bin."""
-
-TREND_BLOCKS = 500
-"""Blocks kept for the trend plot (one point per block: ~2 min of 0.25 s blocks)."""
 
 NOTICE_HISTORY = 500
 """Notices kept for ``l``."""

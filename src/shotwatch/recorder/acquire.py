@@ -17,15 +17,17 @@ from .. import __version__
 from ..link.messages import DarkMsg, Hello, Reply, ResetMsg
 from ..link.protocols import Listener
 from ..schemas import DarkFrame, Roi
+from .analysis import sections_json
+from .changes import AnalysisChanges
 from .darks import DarkRefused, DarkTake, dark_refs, with_dark_refs
 from .images import Grab
-from .loop import AcquireLoop, recorded_points
+from .loop import recorded_points
 from .tuning import MAX_GRAB_FRAMES
 
 __all__ = ["Recorder", "recorded_points"]
 
 
-class Recorder(AcquireLoop):
+class Recorder(AnalysisChanges):
     """Owns the source and the recording; serves any number of listeners (a ``Control``).
 
     Arguments as :class:`~shotwatch.recorder.loop.AcquireLoop`.
@@ -82,7 +84,7 @@ class Recorder(AcquireLoop):
             if refused is not None:
                 fut.set_exception(DarkRefused(refused))
                 return Reply(False, refused)
-            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
             return Reply(True)
 
         self._requests.submit(start)
@@ -90,7 +92,7 @@ class Recorder(AcquireLoop):
 
     def dark_progress(self) -> dict[str, tuple[int, int]]:
         """detector -> (frames taken, frames wanted) of the darks under way (any thread)."""
-        return {t.detector: (t.state.frames, t.n) for t in list(self._takes)}
+        return {t.detector: (t.state.frames, t.n) for t in list(self._watch.takes)}
 
     def pause(self, paused: bool) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_pause(paused))
@@ -102,10 +104,10 @@ class Recorder(AcquireLoop):
         return self._requests.submit(lambda: self._do_speed(speed))
 
     def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
-        return _refused("set_analysis: not built yet")
+        return self._requests.submit(lambda: self._do_set_analysis(analysis, by))
 
     def recompute(self) -> Future[Reply]:
-        return _refused("recompute: not built yet")
+        return self._requests.submit(self._do_recompute)
 
     def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
         reply: Future[Reply] = Future()
@@ -119,8 +121,8 @@ class Recorder(AcquireLoop):
                 return Reply(False, refused)
             frame: Future[DarkFrame] = Future()  # resolved on this thread: so is the callback
             frame.add_done_callback(lambda f: reply.set_result(self._dark_done(detector, f)))
-            self._takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
-            forced = " (forced: the beam is on)" if force and self._beam_on else ""
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
+            forced = " (forced: the beam is on)" if force and self._watch.beam_on else ""
             self.broadcast.notice(f"dark of {detector}: averaging the next {n} frames{forced}", level="info")
             return None  # answered when the frames are in
 
@@ -136,7 +138,7 @@ class Recorder(AcquireLoop):
             return None
         return Hello(publish=publish, control=control, config=self.config, source=info,
                      rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None,
-                     darks=list(self._darks_snapshot))
+                     analysis_version=self._version.version, epoch=self._epoch, darks=list(self._darks_snapshot))
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot of this run so far (``--summary-json``)."""
@@ -216,9 +218,9 @@ class Recorder(AcquireLoop):
             return f"dark: expected one of the source's detectors ({', '.join(sorted(known)) or 'none'}), found {detector!r}"
         if not 1 <= n <= MAX_GRAB_FRAMES:
             return f"dark: expected 1 <= n <= {MAX_GRAB_FRAMES} frames, found {n}"
-        if any(t.detector == detector for t in self._takes):
+        if any(t.detector == detector for t in self._watch.takes):
             return f"dark of {detector}: expected no other dark of it under way, found one"
-        if self._beam_on and not force:
+        if self._watch.beam_on and not force:
             return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
                     f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
         return None
@@ -238,8 +240,9 @@ class Recorder(AcquireLoop):
         self.broadcast.emit(lambda listener: listener.on_dark(msg))
         self.broadcast.notice(f"dark of {detector} v{meta.version}: {frame.frames} frames, tags {frame.first_tag} .. "
                               f"{frame.last_tag}", level="info")
+        # exactly as a console's set_analysis: version K+1 from the boundary, AnalysisMsg, recomputation
         config = with_dark_refs(self.config, {**dark_refs(self.config), detector: meta.version})
-        reply = self._change_analysis(config, by="dark", reason=f"dark of {detector} v{meta.version} taken")
+        reply = self._do_set_analysis(sections_json(config), "dark")
         return Reply(reply.ok, reply.error, {**reply.data, "detector": detector, "dark_version": meta.version})
 
     def _do_get_dark(self, detector: str, version: int) -> Reply:
@@ -279,6 +282,7 @@ class Recorder(AcquireLoop):
             return Reply(False, "seek: expected a forward seek while recording (tags must grow within a "
                                 f"recording), found {'the start' if start else f'{seconds:g} s'}")
         self._flush_publish()  # the blocks before the seek go out before the reset
+        self.recomputer.cancel()  # the consoles restart: a prefix for the old position fits none
         tag = self._playback.seek(seconds=seconds, start=start)
         self.health.new_run()
         if not recording:

@@ -23,7 +23,7 @@ from ..recording import RecordingReader
 from ..recording.analysis_config import recording_analysis
 from ..recording.darkfile import read_dark_file
 from ..reducers.pixels import PixelMoments, PixelReducer
-from ..schemas import Config, ConfigError, DarkFrame, DarkVersion, ShotBlock
+from ..schemas import Config, ConfigError, DarkFrame, DarkVersion, ReplaySource, ShotBlock, UsageError
 from ..schemas.source_info import DetectorInfo, SourceInfo
 
 __all__ = [
@@ -82,6 +82,10 @@ class DarkBook:
             out[det] = got[1]
         return out
 
+    def held_versions(self) -> dict[str, list[int]]:
+        """detector -> the versions whose frames this book holds (those an analysis may name)."""
+        return {det: sorted(vs) for det, vs in self._versions.items()}
+
     def held(self) -> list[str]:
         """``<det> v<k>`` of every version whose frame this book holds."""
         return [f"{det} v{k}" for det, vs in sorted(self._versions.items()) for k in sorted(vs)]
@@ -101,16 +105,24 @@ class DarkStart:
     new: dict[str, DarkFrame]
 
 
-def start_darks(config: Config, info: SourceInfo, *, appending: RecordingReader | None,
-                replayed: RecordingReader | None, recording: bool) -> DarkStart:
+def start_darks(config: Config, info: SourceInfo, *, appending: RecordingReader | None, recording: bool,
+                origin: str) -> DarkStart:
     """What ``calibration.dark`` means for a recorder starting now (see :func:`configured_darks`).
 
     A new recording holds each dark as its detector's version 1. One appended to keeps its
     versions: a dark file equal to the version its newest analysis names is that version,
     another becomes the next one. Without a recording, dark versions named keep their
     numbers (a replay) and a dark file's frames are versions 1.
+
+    Raises:
+        ConfigError: ``<origin>: calibration.dark: …`` (see :func:`configured_darks`).
     """
-    frames = configured_darks(config, info, appending or replayed)
+    replayed = RecordingReader(config.source.path) if isinstance(config.source, ReplaySource) else None
+    try:
+        frames = configured_darks(config, info, appending or replayed)
+    except UsageError as exc:  # a bad dark file, or a dark of the wrong detector: name the key
+        text = str(exc) if str(exc).startswith("calibration.dark") else f"calibration.dark: {exc}"
+        raise ConfigError(f"{origin}: {text}") from None
     book = DarkBook()
     named = dark_refs(config)
     if appending is not None:

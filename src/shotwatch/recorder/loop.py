@@ -10,33 +10,39 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from ..link.messages import BlockMsg, ImageMsg, Reply, RoisMsg, Status, StatusMsg
-from ..recording import RecordingReader
-from ..reducers import Analysis, SummaryReducer, roi_versions, shot_table
+from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
+from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..reducers.summary import SummaryState
 from ..schemas import (
+    AnalysisVersion,
     Config,
-    ConfigError,
     DarkFrame,
     DarkVersion,
-    ReplaySource,
     RoiTable,
     RoiVersion,
     ShotBlock,
     SourceError,
-    UsageError,
 )
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
-from .alarms import AlarmChange, Alarms
+from .alarms import AlarmChange
+from .analysis import sections_json
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
-from .darks import DarkBook, DarkRefused, DarkTake, dark_refs, renumbered, start_darks, with_dark_refs
+from .darks import (
+    DarkBook,
+    DarkRefused,
+    DarkStart,
+    DarkTake,
+    dark_refs,
+    renumbered,
+    start_darks,
+    with_dark_refs,
+)
 from .health import Health
 from .images import Grab, ImageWindow
+from .recompute import Recomputer
 from .requests import RequestQueue
 from .sink import RecordingSink
 from .tuning import (
@@ -48,6 +54,7 @@ from .tuning import (
     ROTATE_EVERY,
     STATUS_EVERY,
 )
+from .watch import Watch
 
 __all__ = ["AcquireLoop", "recorded_points"]
 
@@ -70,11 +77,12 @@ class AcquireLoop:
             the acquire thread does not reduce at all.
         source: the source to read (default: the one ``config.source`` names).
         origin: the configuration file, for error messages (``<demo>`` for the built-in one).
+        alarms: ring the ``[alarm]`` alarms (off for ``shotwatch dark``: a beam off is the point).
     """
 
     def __init__(self, config: Config, *, out: str | None = None, append: bool = False,
                  commit_seconds: float = COMMIT_SECONDS, record: bool = True, summary: bool = False,
-                 source: Source | None = None, origin: str = "<demo>") -> None:
+                 source: Source | None = None, origin: str = "<demo>", alarms: bool = True) -> None:
         self.config = config
         self.origin = origin
         self.rois = RoiTable()
@@ -104,12 +112,16 @@ class AcquireLoop:
         self.darks = DarkBook()
         """Dark versions of the current recording (or of this recorder, without one)."""
         self._new_darks: dict[str, DarkFrame] = {}  # to write into the next recording opened
-        self._takes: list[DarkTake] = []
         self._darks_snapshot: tuple[DarkVersion, ...] = ()  # the versions the analysis in force names (Hello)
         self.analysis: Analysis | None = None
         """The analysis in force (its darks loaded), once the source is open."""
-        self._alarms = Alarms(config.alarm, now=time.monotonic())
-        self._beam_on: bool | None = None  # the beam veto at the newest shot (None: no [alarm] beam)
+        self._watch = Watch(config.alarm, ring=alarms)
+        # the analysis in force (INTERFACE.md, analysis versions): its version, the epoch
+        # (one more with every AnalysisMsg), the tag of the epoch's boundary shot once it came
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(config))
+        self._epoch = 0
+        self._boundary: tuple[int, int | None] = (0, None)
+        self.recomputer = Recomputer()
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -142,34 +154,35 @@ class AcquireLoop:
             source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
-        self._alarms = Alarms(self.config.alarm, now=time.monotonic())  # stale from now on, not from __init__
+        self._watch = Watch(self.config.alarm, ring=self._watch.ring)  # stale from now on, not from __init__
 
     def _start_darks(self, info: SourceInfo) -> None:
         """``calibration.dark`` at start: its frames, numbered as the recording holds them."""
-        replay = self.config.source
-        replayed = RecordingReader(replay.path) if isinstance(replay, ReplaySource) else None
-        try:
-            start = start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
-                                replayed=replayed, recording=self.sink is not None)
-        except UsageError as exc:  # the dark file, or a dark of the wrong detector: name the key
-            text = str(exc) if str(exc).startswith("calibration.dark") else f"calibration.dark: {exc}"
-            raise ConfigError(f"{self.origin}: {text}") from None
+        self._use_darks(start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
+                                    recording=self.sink is not None, origin=self.origin))
+
+    def _use_darks(self, start: DarkStart) -> None:
+        """The darks of a recording starting: the book, and the analysis in force naming them."""
         self.darks, self._new_darks = start.book, start.new
         if self.config.calibration.dark:
             self.config = with_dark_refs(self.config, start.refs)
+            self._version = self._version.model_copy(update={"config": sections_json(self.config)})
 
-    def _new_summary(self) -> None:
-        """The analysis in force under the detectors known now, and the live summary under it
-        (its states carry no calibration)."""
+    def _new_summary(self, *, fresh: bool = False) -> None:
+        """The analysis in force under the detectors known now (its dark frames loaded), and
+        the live summary under it (its states carry no calibration, so they survive a new
+        detector; ``fresh``: a new analysis)."""
         if self._info is None:
             return
         self.analysis = Analysis.from_config(self.config, detectors=self._info.detectors,
                                              darks=self.darks.named(dark_refs(self.config)),
-                                             roi_names=self.rois.versions, origin=self.origin)
+                                             roi_names=self.rois.versions, version=self._version.version,
+                                             origin=self.origin)
         self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
+        self._watch.alarms.set_alarm(self.config.alarm)
         if self._want_summary:
             reducer = SummaryReducer(self.analysis)
-            self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
+            self._summary = (reducer, self._summary[1] if self._summary and not fresh else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
         """Open this run's recording at its first block, so ROI versions start at its first tag."""
@@ -182,10 +195,8 @@ class AcquireLoop:
             self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
             self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         if self.sink.path is not None:  # a later run's new recording holds the darks in force as versions 1
-            start = renumbered(self.darks, dark_refs(self.config), recording=True)
-            self.darks, self._new_darks = start.book, start.new
-            if self.config.calibration.dark:
-                self.config = with_dark_refs(self.config, start.refs)
+            self._use_darks(renumbered(self.darks, dark_refs(self.config), recording=True))
+            self._new_summary()
         failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info),
                                 analysis=self.config, darks=self._new_darks)
         self._new_darks = {}
@@ -196,11 +207,17 @@ class AcquireLoop:
         if self.sink.renamed_from is not None:
             self.broadcast.notice(f"{self.sink.renamed_from} exists already: recording run {self._info.run} to {path}",
                          level="info")
+        versions = self.sink.analysis_versions()  # --append continues the numbering
+        if versions and versions[-1] != self._version:
+            self._version = versions[-1]
+            self._new_summary()
+        self.recomputer.follow(str(path), self.config)
         self.broadcast.emit(lambda listener: listener.on_recording(path))
         log.info("recording to %s", path)
         self._announce_rois()
 
     def close(self) -> None:
+        self.recomputer.close()
         if self.sink is not None:
             self.broadcast.notice(self.sink.close(), level="error")
         if self._source is not None:
@@ -243,9 +260,8 @@ class AcquireLoop:
                 block = self._source.read(timeout=READ_TIMEOUT) if self._source else None
                 ended = self._source is not None and self._source.status().state == "ended"
                 if ended and block is None:
-                    for take in self._takes:
-                        self._dark_taken(take, take.ended())
-                    self._takes.clear()
+                    for take, outcome in self._watch.ended():
+                        self._dark_taken(take, outcome)
                 if block is None and ended and stop_at_end:
                     break  # a replay source at its end: nothing more will come
                 if block is not None and len(block):
@@ -265,6 +281,8 @@ class AcquireLoop:
             return
         if self.health.run is not None and block.run != self.health.run:
             self._new_run(block)
+        if self._boundary[1] is None:  # the first shot under this epoch: its tag ends the recomputed ranges
+            self._boundary = (self._boundary[0], int(block.tags[0]))
         if self._playback is not None:
             self._follow_playback_rois()
         if self.sink is not None and self.sink.state == "live":
@@ -328,12 +346,15 @@ class AcquireLoop:
         self._info = self._source.describe()
         self.health.new_run()
         self._shot = self._next_frame = 0
-        if self._summary is not None:
-            self._summary = (self._summary[0], self._summary[0].init())
+        self.recomputer.cancel()  # its recording is closed: its result would fit no console
+        self.recomputer.follow(None, self.config)
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(self.config))
+        self._new_summary(fresh=True)
         if self.sink is not None:
             self.broadcast.notice(self.sink.new_run(), level="error")
 
     def _tick(self) -> None:
+        self._take_recomputed()
         now = time.monotonic()
         if now - self._timers["publish"] >= PUBLISH_EVERY:
             self._flush_publish()
@@ -347,7 +368,8 @@ class AcquireLoop:
             self._timers["commit"] = now
         if now - self._timers["status"] >= STATUS_EVERY:
             self._drain_source_notices()
-            self._ring(now)
+            state = self._source.status().state if self._source is not None else "waiting"
+            self._alarm_notices(self._watch.tick(stale_ok=state in ("paused", "ended", "stopped")))
             self._emit_status()
             self._timers["status"] = now
         if now - self._timers["image"] >= IMAGE_EVERY:
@@ -358,23 +380,10 @@ class AcquireLoop:
     # --- alarms and darks ------------------------------------------------------------
 
     def _judge(self, block: ShotBlock) -> None:
-        """The alarms' and the darks' view of a block: accepted shots, and the beam veto."""
-        beam_name = self.config.alarm.beam
-        table = None
-        if self.analysis is not None and (beam_name is not None or self.config.alarm.accepted_min is not None):
-            # The ROI sums only where a channel (which may use them) decides acceptance.
-            judged = block if self.analysis.channels else block.with_(cutouts={})
-            table = shot_table(judged.with_(frames={}), self.analysis, roi_versions(self.rois.all()))
-        beam = None if table is None or beam_name is None else ~np.asarray(table.vetoed[beam_name], bool)
-        accepted = np.ones(len(block), bool) if table is None else np.asarray(table.accepted, bool)
-        self._alarm_notices(self._alarms.add(tags=block.tags, times=block.time, accepted=accepted, beam=beam,
-                                             now=time.monotonic(), wall=time.time()))
-        self._beam_on = None if beam is None else bool(beam[-1])
-        for take in list(self._takes):
-            outcome = take.add(block, beam)
-            if outcome is not None:
-                self._takes.remove(take)
-                self._dark_taken(take, outcome)
+        changes, done = self._watch.block(block, self.analysis, self.config.alarm, roi_versions(self.rois.all()))
+        self._alarm_notices(changes)
+        for take, outcome in done:
+            self._dark_taken(take, outcome)
 
     def _dark_taken(self, take: DarkTake, outcome: DarkFrame | str) -> None:
         """A dark finished (a frame) or was abandoned (a one-line reason)."""
@@ -382,29 +391,6 @@ class AcquireLoop:
             take.future.set_exception(DarkRefused(outcome))
         else:
             take.future.set_result(outcome)
-
-    def _change_analysis(self, config: Config, *, by: str, reason: str) -> Reply:
-        """Make ``config``'s analysis the one in force from the next block on, recorded as the
-        next analysis version (first shot: the boundary, the next block's).
-
-        Until the recomputation machinery (``set_analysis``) is merged, this records, switches
-        and tells; that machinery then broadcasts the AnalysisMsg and recomputes.
-        """
-        self._flush_publish()  # the blocks of the old analysis go out before the change
-        version, notice = (self.sink.add_analysis(config, first_shot=self._shot, by=by, at=time.time())
-                           if self.sink is not None else (None, None))
-        self.broadcast.notice(notice, level="error")
-        self.config = config
-        self._new_summary()
-        self._alarms.set_alarm(config.alarm)
-        self.broadcast.notice(f"analysis version {version or '(not recorded)'} from shot {self._shot}: {reason}",
-                              level="info")
-        return Reply(True, data={"version": version})
-
-    def _ring(self, now: float) -> None:
-        """The stale alarm (the others ring as shots come)."""
-        state = self._source.status().state if self._source is not None else "waiting"
-        self._alarm_notices(self._alarms.check(now=now, stale_ok=state in ("paused", "ended", "stopped")))
 
     def _alarm_notices(self, changes: list[AlarmChange]) -> None:
         for change in changes:
@@ -419,6 +405,9 @@ class AcquireLoop:
             return  # headless: joining the blocks would only copy memory
         msg = BlockMsg(self._seq, ShotBlock.concat(pending))
         self.broadcast.emit(lambda listener: listener.on_block(msg))
+
+    def _take_recomputed(self) -> None:
+        """Recomputations the worker finished (:class:`~.changes.AnalysisChanges` merges them)."""
 
     def _drain_source_notices(self) -> None:
         if self._source is not None:
@@ -445,7 +434,8 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
-            alarms=self._alarms.ringing,
+            alarms=self._watch.ringing,
+            analysis_version=self._version.version, epoch=self._epoch, recompute=self.recomputer.progress(),
         )
 
     def _emit_status(self) -> None:

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Literal
 
 from ..recording import RecordingReader, RecordingWriter, refuse_if_written
-from ..schemas import ANALYSIS_SECTIONS, Config, DarkFrame, RecordingError, RoiTable, ShotBlock
+from ..schemas import (
+    ANALYSIS_SECTIONS,
+    AnalysisVersion,
+    Config,
+    DarkFrame,
+    RecordingError,
+    RoiTable,
+    ShotBlock,
+)
 from ..schemas.source_info import SourceInfo
 from .paths import fill_template, free_path
 
@@ -182,14 +190,20 @@ class RecordingSink:
         notice = self._call(lambda w: got.append(w.add_dark(detector, frame, time=at)))
         return (got[0] if got else None), notice
 
-    def add_analysis(self, analysis: Config, *, first_shot: int, by: str, at: float) -> tuple[int | None, str | None]:
-        """Record ``analysis``'s sections as the next analysis version from ``first_shot`` (a
-        block boundary): (its number, None), or (None, a notice) as :meth:`add_dark`."""
-        sections = {k: v for k, v in analysis.model_dump(mode="json").items() if k in ANALYSIS_SECTIONS}
-        got: list[int] = []
-        notice = self._call(lambda w: got.append(w.add_analysis(sections, first_shot=first_shot, first_tag=-1,
-                                                                by=by, time=at)))
-        return (got[0] if got else None), notice
+    def add_analysis(self, sections: dict[str, object], *, first_shot: int, by: str, at: float) -> int | str:
+        """Record the next analysis version from ``first_shot`` (its first tag is filled in when
+        that shot is committed); the version number, or a notice if recording just failed."""
+        writer = self._writer
+        if writer is None:
+            return f"{self.path}: not recording"
+        version: list[int] = []
+        notice = self._call(lambda w: version.append(w.add_analysis(sections, first_shot=first_shot, first_tag=-1,
+                                                                   by=by, time=at)))
+        return notice if notice else version[0]
+
+    def analysis_versions(self) -> list[AnalysisVersion]:
+        """The open recording's analysis versions (none without one)."""
+        return self._writer.analysis_versions if self._writer is not None else []
 
     def mark(self, text: str, *, tag: int | None, at: float) -> dict[str, object] | None:
         """An operator mark in the recording (None without one)."""

@@ -148,6 +148,11 @@ class RecordingWriter:
         """The ROI versions recorded so far (a copy; append seeds the recorder's table from it)."""
         return roi_table([va.version for va in self._layout.versions.values()], self._written())
 
+    @property
+    def analysis_versions(self) -> list[AnalysisVersion]:
+        """The analysis versions recorded so far, oldest first (FORMAT.md ``analysis``)."""
+        return [AnalysisVersion.model_validate(e) for e in self._analysis()]
+
     def bytes(self) -> int:
         """Bytes on disk (recomputed at most once per commit)."""
         if self._bytes is None:
