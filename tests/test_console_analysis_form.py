@@ -14,8 +14,8 @@ import synth
 from shotwatch.console import make_app
 from shotwatch.console.app import ShotwatchApp
 from shotwatch.console.widgets import LineForm, Painted, RoiForm
-from shotwatch.link.messages import DarkMsg, Progress, Status, StatusMsg
-from shotwatch.schemas import Calibration, DarkFrame, Mask
+from shotwatch.link.messages import AnalysisMsg, DarkMsg, Progress, StateMsg, Status, StatusMsg
+from shotwatch.schemas import I0, AnalysisVersion, Calibration, DarkFrame, Mask
 from test_console_app import aio, live, settle
 from test_console_fakes import SHAPE, MemFeed, blocks, config
 
@@ -188,12 +188,10 @@ async def test_alarms_ring_once_turn_the_status_red_and_clear_themselves() -> No
         bar = live(app).query_one("#status", Painted)
         assert not bar.has_class("-alarm") and "analysis v1" in bar.shown
         lost = "beam lost: veto {} failing for 2 s and more (since tag {})"
-        feed.push(status(alarms=[lost.format("beam", 10)], analysis_version=3,
-                         recompute=Progress(done=1200, total=108000, epoch=2)))
+        feed.push(status(alarms=[lost.format("beam", 10)]))
         await settle(pilot, app, until=lambda a: bool(a.snapshot.status and a.snapshot.status.alarms))
         assert app.bells == 1 and bar.has_class("-alarm")
         assert "ALARM beam lost: veto beam" in bar.shown.split("\n")[1]
-        assert "analysis v3 · recomputing: 1,200 of 108,000 shots" in bar.shown
         feed.push(status(alarms=[lost.format("beam", 12), "accepted 3.0 % of 300 shots over the last 10 s"]))
         await settle(pilot, app, until=lambda a: len(a.snapshot.status.alarms) == 2)
         assert app.bells == 2  # the accepted fraction started; the beam's new figures are no new alarm
@@ -229,3 +227,27 @@ async def test_the_detector_view_shows_the_image_the_dark_and_the_mask() -> None
         await pilot.press("d")
         await settle(pilot, app)
         assert "no image yet" in view.shown
+
+
+@aio
+async def test_a_recomputation_shows_its_progress_then_a_notice_when_swapped_in() -> None:
+    app, feed = fed()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        model = app.loop.model
+        assert model is not None
+        cfg = config().model_copy(update={"i0": I0(name=synth.I0, min=0.2)})
+        feed.push(AnalysisMsg(AnalysisVersion(version=2, first_shot=120, first_tag=5000, by=USER), cfg, 1, 120, 5000,
+                              "analysis version 2 set by " + USER),
+                  status(epoch=1, analysis_version=2, recompute=Progress(done=40, total=120, epoch=1)))
+        bar = live(app).query_one("#status", Painted)
+        await settle(pilot, app, until=lambda a: a.snapshot.recompute is not None)
+        live(app).tick()
+        assert "analysis v2 · recomputing: 40 of 120 shots" in bar.shown
+        prefix = model.reducers.encode(model.reducers.init())
+        feed.push(StateMsg(1, 2, 120, 120, 0.42, ((1_000_000, 1_000_240),), prefix), status(epoch=1, analysis_version=2))
+        await settle(pilot, app, until=lambda a: a.snapshot.recomputed is not None)
+        live(app).tick()
+        assert "recomputed 120 shots in 0.4 s (analysis v2)" in [t for _, _, t in app.notices]
+        assert "analysis v2 · tags 1000000:1000240" in bar.shown and "recomputing" not in bar.shown
+        assert not any("missed" in t for _, _, t in app.notices)  # the change was not missed: no hello again

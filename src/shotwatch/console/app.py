@@ -32,7 +32,7 @@ from ..link.protocols import Feed
 from ..link.wire import CHANGING_OPS
 from .events import Ask, Display, Picture, Say, Severity
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
-from .format import alarm_key
+from .format import alarm_key, recomputed_text
 from .keys import bindings
 from .live import LiveScreen
 from .model import Snapshot
@@ -112,8 +112,9 @@ class ShotwatchApp(App[int]):
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         first = self.snapshot is None and msg.snapshot is not None
-        self.snapshot, self.connected, self.skipped = msg.snapshot, msg.connected, msg.skipped
+        old, self.snapshot, self.connected, self.skipped = self.snapshot, msg.snapshot, msg.connected, msg.skipped
         self._ring(msg.snapshot)
+        self._recomputed(old, msg.snapshot)
         self._show()
         if first and not self.paused:
             self.live.tick()  # the first data go on screen now, not at the next tick
@@ -129,6 +130,15 @@ class ShotwatchApp(App[int]):
             self.bell()
             self.bells += 1
         self.ringing = ringing
+
+    def _recomputed(self, old: Snapshot | None, new: Snapshot | None) -> None:
+        """A notice when a recomputed state was swapped in (the model says so once per epoch)."""
+        if new is None or new.recomputed is None:
+            return
+        if old is not None and (old.epoch, old.recomputed) == (new.epoch, new.recomputed):
+            return
+        shots, seconds = new.recomputed
+        self.notice(recomputed_text(shots, seconds) + f" (analysis v{new.analysis_version})")
 
     def on_greeted(self, msg: Greeted) -> None:
         self.hello = msg.hello

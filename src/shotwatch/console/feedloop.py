@@ -16,7 +16,7 @@ from typing import Any
 
 from textual.message import Message
 
-from ..link.messages import Hello, NoticeMsg, Reply, ResetMsg
+from ..link.messages import Hello, NoticeMsg, Reply, ResetMsg, StatusMsg
 from ..link.protocols import Feed
 from .darks import dark_from_reply
 from .model import LiveModel, Snapshot
@@ -206,7 +206,10 @@ class FeedLoop:
             self.model.apply(msg)
             if isinstance(msg, ResetMsg):  # the recorder restarted every console's averages
                 self._post(FeedNotice(msg.time, "info", msg.reason))
-            if self.model.stale:
+            # Only a heartbeat says an epoch was missed: right after an AnalysisMsg the status
+            # in hand is still the one before it (a hello then, at every change, restarted the
+            # averages with a "missed" warning).
+            if isinstance(msg, StatusMsg) and self.model.stale:
                 self._catch_up()
 
     def _catch_up(self) -> None:

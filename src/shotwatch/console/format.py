@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from rich.text import Text
 
-from ..link.messages import Status
+from ..link.messages import Progress, Status
 from ..schemas import DarkFrame, Roi
 from .tuning import STALE_AFTER_S, TAG_RANGES_SHOWN
 
@@ -138,11 +138,14 @@ def status_text(
     tag_ranges: Sequence[tuple[int, int]],
     paused: bool = False,
     source_label: str | None = None,
+    analysis: tuple[int, Progress | None, bool] | None = None,
 ) -> Text:
     """The two status lines.
 
     Line 1: source, run, last tag, rate, age of the newest shot, skipped blocks. Line 2:
-    recorder state, recording size, free disk, received tag ranges, missing detectors.
+    alarms, recorder state, recording size, free disk, the analysis version the numbers are
+    under and a recomputation under way (``analysis``: version, progress, awaiting its state;
+    default: the recorder's), received tag ranges, missing detectors.
     ``now`` is the console's clock: the age shown grows between heartbeats so that a silent
     recorder ages visibly instead of freezing at its last report.
     """
@@ -158,7 +161,7 @@ def status_text(
         text.append(f" · skipped {skipped} blocks", style="bold")
     text.append("\n")
     if status is not None:
-        _status_line2(text, status)
+        _status_line2(text, status, analysis or (status.analysis_version, status.recompute, False))
     text.append(f"tags {tag_ranges_text(tag_ranges)}")
     if status is not None and status.not_in_stream:
         text.append(" · missing: " + ", ".join(_short(n) for n in status.not_in_stream), style="bold")
@@ -180,7 +183,7 @@ def _status_line1(line: Text, st: Status, *, now: float, source_label: str | Non
     line.append_text(fmt_age(age))
 
 
-def _status_line2(line: Text, st: Status) -> None:
+def _status_line2(line: Text, st: Status, analysis: tuple[int, Progress | None, bool]) -> None:
     if st.alarms:  # first, where a narrow terminal cannot cut it off (the line is red as well)
         line.append("ALARM " + "; ".join(st.alarms), style="reverse bold")
         line.append(" · ")
@@ -189,9 +192,12 @@ def _status_line2(line: Text, st: Status) -> None:
         line.append(f" {fmt_bytes(st.bytes)}")
     if st.free_bytes is not None:
         line.append(f" · free {fmt_bytes(st.free_bytes)}")
-    line.append(f" · analysis v{st.analysis_version}")
-    if st.recompute is not None:
-        line.append(f" · {recompute_text(st.recompute.done, st.recompute.total)}", style="bold")
+    version, progress, awaiting = analysis
+    line.append(f" · analysis v{version}")
+    if progress is not None:
+        line.append(f" · {recompute_text(progress.done, progress.total)}", style="bold")
+    elif awaiting:  # the change came, its recomputed state has not (and no progress yet)
+        line.append(" · recomputing…", style="bold")
     line.append(" · ")
 
 

@@ -37,7 +37,8 @@ class StatusBar(Painted):
             self.set_class(ringing, "-alarm")  # red while any alarm rings (console.tcss)
         self.paint(fmt.status_text(
             snap.status if snap else None, connected=picture.connected, skipped=picture.skipped, now=now,
-            tag_ranges=snap.tag_ranges if snap else (), paused=picture.paused, source_label=label))
+            tag_ranges=snap.tag_ranges if snap else (), paused=picture.paused, source_label=label,
+            analysis=(snap.analysis_version, snap.recompute, snap.awaiting_state) if snap else None))
 
 
 class RoiRows(Painted):
