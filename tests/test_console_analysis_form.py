@@ -143,6 +143,11 @@ async def test_dark_asks_frames_then_y_n_while_the_beam_is_on() -> None:
         await pilot.pause()
         assert message(app) == "frames: expected a whole number >= 1, found 'x'" and len(sent(feed, "dark")) == 2
         await pilot.press("escape")
+        # the recorder answers a dark it takes once its frames are in: no answer yet is under way
+        feed.refuse["dark"] = "dark: the recorder at tcp://127.0.0.1:5561 did not answer within 3 s"
+        await pilot.press("D", "enter")
+        await settle(pilot, app, until=lambda a: any("under way" in t for _, _, t in a.notices))
+        assert sent(feed, "dark")[2] == {"detector": synth.DET, "n": 600, "force": False} and not row(app).is_open
 
 
 @aio
@@ -248,6 +253,6 @@ async def test_a_recomputation_shows_its_progress_then_a_notice_when_swapped_in(
         feed.push(StateMsg(1, 2, 120, 120, 0.42, ((1_000_000, 1_000_240),), prefix), status(epoch=1, analysis_version=2))
         await settle(pilot, app, until=lambda a: a.snapshot.recomputed is not None)
         live(app).tick()
-        assert "recomputed 120 shots in 0.4 s (analysis v2)" in [t for _, _, t in app.notices]
+        assert "recomputed 120 shots in 0.4 s: on screen now, analysis v2" in [t for _, _, t in app.notices]
         assert "analysis v2 · tags 1000000:1000240" in bar.shown and "recomputing" not in bar.shown
         assert not any("missed" in t for _, _, t in app.notices)  # the change was not missed: no hello again

@@ -138,7 +138,7 @@ class ShotwatchApp(App[int]):
         if old is not None and (old.epoch, old.recomputed) == (new.epoch, new.recomputed):
             return
         shots, seconds = new.recomputed
-        self.notice(recomputed_text(shots, seconds) + f" (analysis v{new.analysis_version})")
+        self.notice(recomputed_text(shots, seconds) + f": on screen now, analysis v{new.analysis_version}")
 
     def on_greeted(self, msg: Greeted) -> None:
         self.hello = msg.hello

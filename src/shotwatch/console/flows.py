@@ -25,8 +25,13 @@ from .widgets import LineForm
 __all__ = ["Flows"]
 
 ANALYSIS, DARK, FORCE, CORR_Y, CORR_X, HIST = "analysis", "dark", "dark-force", "corr-y", "corr-x", "hist"
-_DARK_TIMEOUT_S = 10.0
-"""The recorder answers a dark at once (it is taken from the frames that follow)."""
+_DARK_ANSWER_S = 3.0
+"""How long the feed thread waits for the ``dark`` reply. The recorder refuses at the next
+block boundary (<= 0.5 s), but answers a dark it takes only once its N frames are in (20 s for
+600 at 30 Hz), and the feed thread, which also reads the data, must not wait that long: a dark
+under way is told by the recorder's own notices, its DarkMsg and its analysis version."""
+_NO_ANSWER_YET = ("did not answer within", "timed out after")
+"""The feeds' words (NetFeed, LocalFeed) for a request not answered within its timeout."""
 _BEAM_ON = "beam on"
 """The words of the recorder's refusal that a forced dark may override (PHASE2's ``dark`` op)."""
 
@@ -136,7 +141,7 @@ class Flows:
         self._ask("set_analysis", timeout=5.0, analysis=sections, by=self.user)
 
     def _send_dark(self, *, force: bool) -> None:
-        self._ask("dark", timeout=_DARK_TIMEOUT_S, force=force, **self._dark)
+        self._ask("dark", timeout=_DARK_ANSWER_S, force=force, **self._dark)
 
     def chosen(self, purpose: str, item: str) -> None:
         if purpose == CORR_Y:
@@ -196,10 +201,13 @@ class Flows:
             self._say(f"set_analysis refused: {reply.error or 'no reason given'}", "warning")
 
     def _dark_reply(self, reply: Reply, args: dict[str, Any]) -> None:
-        det = args.get("detector")
+        det, error = args.get("detector"), reply.error or "no reason given"
         if reply.ok:
-            self._say(f"dark of {det}: averaging the next {args.get('n')} frames", "information")
-        elif not args.get("force") and _BEAM_ON in (reply.error or ""):
-            self.line.ask(FORCE, f"{reply.error} — take the dark of {det} anyway? y/n")
+            self._say(f"dark of {det}: {args.get('n')} frames averaged", "information")
+        elif not args.get("force") and _BEAM_ON in error:
+            self.line.ask(FORCE, f"{error} — take the dark of {det} anyway? y/n")
+        elif any(words in error for words in _NO_ANSWER_YET):  # not refused: taking its frames
+            self._say(f"dark of {det}: under way, {args.get('n')} frames (the recorder says when it is done)",
+                      "information")
         else:
-            self._say(f"dark refused: {reply.error or 'no reason given'}", "warning")
+            self._say(f"dark refused: {error}", "warning")
