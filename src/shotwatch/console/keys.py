@@ -47,7 +47,8 @@ _STEP = int(SEEK_STEP_S)
 KEYS: tuple[Keys, ...] = (
     Keys("live", (("1", "view('scan')"), ("2", "view('correlation')"), ("3", "view('histogram')"),
                   ("4", "view('trend')")), ("1-4", "plots"),
-         (("1 2 3 4", "plot: ROI/I0 vs scan (bins, SEM, on/off) · ROI vs I0 · histogram · trend vs tag"),)),
+         (("1 2 3 4", "plot: ROI/I0 vs scan (bins, SEM, on/off) · correlation (c chooses) · histogram (h chooses) "
+                      "· trend vs tag"),)),
     Keys("live", (("c", "choose_correlation"),), ("c", "corr"),
          (("c", "correlation of any two values (I0, ROIs, channels, aliases, points): type to filter, "
                 "arrows, enter; y first, then x"),)),
@@ -149,8 +150,9 @@ def _help() -> str:
     lines = [f"  {keys:<11} {what}" for entry in KEYS for keys, what in entry.help]
     return "\n".join([
         "shotwatch console — keys", "", *lines, "",
-        "Every number is over the shots this console received since its last reset; `l` lists their",
-        "tag ranges, so `shotwatch reduce REC --tags A:B` over them gives the same numbers.",
+        "Every number is over the shots this console received since its last reset (after an analysis",
+        "change, a dark or R: the whole recording so far, recomputed); `l` lists their tag ranges, so",
+        "`shotwatch reduce REC --tags A:B` over them gives the same numbers.",
         "ROI changes go to the recorder and show here when it broadcasts them.", "",
         f"{', '.join(shown for _, shown in PAGE_CLOSE)} close this page.", "",
     ])
