@@ -158,7 +158,8 @@ class Recomputer:
 
     def _keep_up(self, path: str, config: Config) -> None:
         try:
-            self._engine.follow(path, config, cancelled=self._cancel.is_set)
+            # in the background: half the time at most (a job, which someone waits for, runs flat out)
+            self._engine.follow(path, config, cancelled=self._cancel.is_set, pause=self._cancel.wait)
         except Exception as exc:  # the recording may be between runs, failed or gone: try later
             log.debug("recompute: following %s: %s", path, exc)
 

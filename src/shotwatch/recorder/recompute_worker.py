@@ -15,6 +15,7 @@ Both paths give exactly what ``reduce`` gives: the same calibration code, on the
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,15 +130,18 @@ class ValueCache:
         return self.path == path and self.calibration == pixel_calibration(analysis)
 
     def extend(self, reader: RecordingReader, analysis: Analysis, upto: int, *,
-               progress: Callable[[int], None] = lambda n: None, cancelled: Callable[[], bool] = lambda: False) -> int:
+               progress: Callable[[int], None] = lambda n: None, cancelled: Callable[[], bool] = lambda: False,
+               pause: Callable[[float], object] | None = None) -> int:
         """Read the pixels of shots ``[known, upto)`` once (``reader``: the whole recording);
-        returns the shots read."""
+        returns the shots read. ``pause(s)``, if given, is called after each block with the
+        seconds it took (to yield the machine as long again: background reading)."""
         if upto <= self.known:
             return 0
         tags = reader.tags()
         view = reader.select(tags=(int(tags[self.known]), int(tags[upto - 1]) + 1))
         versions = roi_versions(reader.rois.all())
         at, start = self.known, self.known
+        t0 = time.monotonic()
         for block in view.blocks():
             if cancelled():
                 break
@@ -150,6 +154,9 @@ class ValueCache:
             at += len(block)
             self.known = at
             progress(at)
+            if pause is not None:
+                pause(time.monotonic() - t0)
+                t0 = time.monotonic()
         return at - start
 
     def values(self, cutouts: Mapping[str, Cutout], a: int, b: int) -> tuple[dict[str, F64], dict[str, I64]]:
@@ -179,12 +186,15 @@ class Engine:
             self.cache = ValueCache(path, pixel_calibration(analysis))
         return self.cache
 
-    def follow(self, path: str, config: Config, *, cancelled: Callable[[], bool] = lambda: False) -> int:
+    def follow(self, path: str, config: Config, *, cancelled: Callable[[], bool] = lambda: False,
+               pause: Callable[[float], object] | None = None) -> int:
         """Read the pixels of the shots committed since the last call, under ``config``'s
-        calibration (the live analysis); returns the shots read."""
+        calibration (the live analysis); returns the shots read (``pause``: see
+        :meth:`ValueCache.extend`)."""
         reader = RecordingReader(path)
         analysis = _analysis(config, reader, version=None, origin=path)
-        return self._cache_for(path, analysis).extend(reader, analysis, reader.committed, cancelled=cancelled)
+        return self._cache_for(path, analysis).extend(reader, analysis, reader.committed, cancelled=cancelled,
+                                                      pause=pause)
 
     def reduce(self, job: Job, *, progress: Callable[[int], None] = lambda n: None,
                cancelled: Callable[[], bool] = lambda: False) -> Reduced:
