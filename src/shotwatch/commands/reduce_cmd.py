@@ -1,4 +1,4 @@
-"""``shotwatch reduce``: headless reduction of one or more recordings."""
+"""``shotwatch reduce``: headless reduction of one or more recordings, in one process or on Dask."""
 
 from __future__ import annotations
 
@@ -69,14 +69,18 @@ def _reduce(args: argparse.Namespace) -> int:
 
     for recording in args.recording:
         check_output(args.output, recording)
+    if args.scheduler is not None:
+        from .reduce_dask import check_address
+
+        check_address(args.scheduler)
     plan = make_plan(args.recording, args.config, version=args.analysis_version, tags=parse_tags(args.tags))
     terminal = sys.stderr.isatty()
-    with _output(args.output) as out:
+    with _output(args.output) as out, _cluster(args) as client:
         if args.per_shot:
-            for text in _per_shot(plan, progress=terminal):
+            for text in _per_shot(plan, client, progress=terminal):
                 out.write(text)
             return 0
-        result = _summary(plan, progress=terminal)
+        result = _summary(plan, client, progress=terminal)
         if args.json:
             out.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
         elif args.csv:
@@ -89,25 +93,47 @@ def _reduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(plan: Plan, *, progress: bool) -> dict[str, Any]:
-    """INTERFACE.md's ``reduce --json`` result of the plan."""
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """A Dask client with ``--workers``/``--scheduler``, else None (one process)."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from .reduce_dask import connect
+
+    with connect(workers=args.workers, scheduler=args.scheduler) as client:
+        yield client
+
+
+def _summary(plan: Plan, client: Any, *, progress: bool) -> dict[str, Any]:
+    """INTERFACE.md's ``reduce --json`` result of the plan, in this process or on the cluster."""
     from ..reducers import SummaryReducer
 
     reducer = SummaryReducer(dataclasses.replace(plan.analyses[0], version=plan.version))
-    line = _Progress(plan.shots, enabled=progress and plan.shots > 50_000)
-    state = reduce_here(plan, wrap=line.wrap)
-    line.close()
+    if client is None:
+        line = _Progress(plan.shots, enabled=progress and plan.shots > 50_000)
+        state = reduce_here(plan, wrap=line.wrap)
+        line.close()
+    else:
+        from .reduce_dask import reduce_state
+
+        state = reduce_state(client, plan, progress=progress) or reducer.init()
     result = reducer.result(state)
     return result if plan.labels is None else shown(result, reducer.result_keys(state), plan.labels)
 
 
-def _per_shot(plan: Plan, *, progress: bool) -> Iterator[str]:
+def _per_shot(plan: Plan, client: Any, *, progress: bool) -> Iterator[str]:
     """``--per-shot`` rows, header first: every recording's shots in argument order."""
     from ..reducers import per_shot_csv
 
     first = plan.parts[0]
     header = next(per_shot_csv([], plan.analyses[0], roi_names=list(first.columns)))
     yield header
+    if client is not None:
+        from .reduce_dask import per_shot_rows
+
+        yield from per_shot_rows(client, plan, progress=progress)
+        return
     blocks = _Progress(plan.shots, enabled=progress and plan.shots > 50_000)
     for part, view, analysis in zip(plan.parts, plan.views, plan.analyses, strict=True):
         rows = per_shot_csv(renamed(blocks.wrap(view.blocks()), part.keys), analysis,
@@ -170,6 +196,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--analysis-version", type=positive(int, "a whole number >= 1"), metavar="K",
                    help="reduce under the recording's analysis version K (default: its newest)")
     p.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    spread = p.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=positive(int, "a whole number of worker processes >= 1"), metavar="N",
+                        help="spread the work over N local Dask worker processes (needs shotwatch[dask])")
+    spread.add_argument("--scheduler", metavar="ADDR",
+                        help="spread the work over your running Dask cluster at ADDR (tcp://host:port, tls://…)")
     p.set_defaults(func=_check_and_reduce)
 
 
