@@ -80,19 +80,23 @@ def connect(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
             yield client
         return
     security = _temporary_security()
-    try:
-        # No dashboard, and the scheduler's HTTP server (it starts one regardless) with no
-        # routes on a free loopback port: nothing to read for others, no port 8787 to share.
-        with dask.config.set({"distributed.scheduler.http.routes": []}):
+    # Dask's default start method, spawn, stays: fork started workers ~2 s sooner on a loaded
+    # machine (nothing to re-import), but forking this multi-threaded process (Dask's event
+    # loop, zarr's) deadlocked a restarted worker once in about ten test runs. No profiler
+    # thread sampling every task (~10 % of a worker's CPU); no dashboard; the scheduler's HTTP
+    # server (it starts one regardless) has no routes, on a free port.
+    settings = {"distributed.scheduler.http.routes": [], "distributed.worker.profile.enabled": False}
+    with dask.config.set(settings):
+        try:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    protocol="tls://", security=security, dashboard_address=None,
                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                    silence_logs=logging.CRITICAL)
-    except Exception as exc:  # whatever stopped the processes from starting: one line, exit 1
-        raise ShotwatchRuntimeError(f"--workers {workers}: expected a local Dask cluster to start, found "
-                                    f"{type(exc).__name__}: {_first_line(exc)}") from None
-    with cluster, Client(cluster, set_as_default=False) as client:
-        yield client
+        except Exception as exc:  # whatever stopped the processes from starting: one line, exit 1
+            raise ShotwatchRuntimeError(f"--workers {workers}: expected a local Dask cluster to start, found "
+                                        f"{type(exc).__name__}: {_first_line(exc)}") from None
+        with cluster, Client(cluster, set_as_default=False) as client:
+            yield client
 
 
 def _probe(address: str, timeout: float) -> None:
