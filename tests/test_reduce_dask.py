@@ -11,6 +11,7 @@ recordings with ROI versions, analysis versions, vetoes, darks and channels
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -73,9 +74,48 @@ def reduced(cli: Cli, *argv: object) -> dict[str, Any]:
     return result
 
 
-def test_workers_2_equal_one_process(cli: Cli, recs: dict[str, Path]) -> None:
+def test_workers_2_equal_one_process_on_a_cluster_only_this_run_can_join(cli: Cli, recs: dict[str, Path],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local cluster listens on loopback, TLS only, and refuses a client whose key is not
+    this run's even when that client trusts the cluster's certificate (mutual TLS)."""
     one = reduced(cli, recs["r1"], recs["r2"])
+    made: list[Security] = []
+    seen: list[str] = []
+    temporary, connect = reduce_dask._temporary_security, reduce_dask.connect
+
+    def keep(*args: Any) -> Any:
+        made.append(temporary(*args))
+        return made[-1]
+
+    @contextlib.contextmanager
+    def watched(**kwargs: Any) -> Iterator[Client]:
+        with connect(**kwargs) as client:
+            info = client.scheduler_info()
+            seen.extend([info["address"], *info["workers"]])
+            stranger = Security.temporary()  # another account's key, the cluster's CA trusted
+            trusting = Security(tls_ca_file=made[0].tls_ca_file, tls_client_cert=stranger.tls_client_cert,
+                                tls_client_key=stranger.tls_client_key, require_encryption=True)
+            with pytest.raises((OSError, TimeoutError)):
+                Client(info["address"], security=trusting, timeout="3s", set_as_default=False).close()
+            yield client
+
+    monkeypatch.setattr(reduce_dask, "_temporary_security", keep)
+    monkeypatch.setattr(reduce_dask, "connect", watched)
     assert_close(reduced(cli, recs["r1"], recs["r2"], "--workers", "2"), one)
+    assert len(seen) == 3 and all(a.startswith("tls://127.0.0.1:") for a in seen), seen
+
+
+def test_differing_analyses_are_refused_before_a_cluster_starts(cli: Cli, recs: dict[str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_cluster(**kwargs: Any) -> Any:
+        raise AssertionError(f"a cluster was asked for: {kwargs}")
+
+    monkeypatch.setattr(reduce_dask, "connect", no_cluster)
+    for flag in (["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"]):
+        code, out, err = cli("reduce", recs["r1"], recs["r2"], recs["r3"], "--json", *flag)
+        assert (code, out, err.count("\n")) == (2, "", 1), err
+        assert err.startswith(f"shotwatch: error: {recs['r3']}: analysis version 2: expected the analysis of ")
+        assert err.rstrip().endswith("found differing i0.min")
 
 
 def test_scheduler_equals_one_process(cli: Cli, recs: dict[str, Path], scheduler: str, tmp_path: Path) -> None:
