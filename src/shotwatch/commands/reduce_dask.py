@@ -84,8 +84,14 @@ def connect(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
     # machine (nothing to re-import), but forking this multi-threaded process (Dask's event
     # loop, zarr's) deadlocked a restarted worker once in about ten test runs. No profiler
     # thread sampling every task (~10 % of a worker's CPU); no dashboard; the scheduler's HTTP
-    # server (it starts one regardless) has no routes, on a free port.
-    settings = {"distributed.scheduler.http.routes": [], "distributed.worker.profile.enabled": False}
+    # server (it starts one regardless) has no routes, on a free port. No MALLOC_TRIM_THRESHOLD_
+    # for the workers: Dask sets it to keep long-lived workers small, but setting it turns off
+    # glibc's adaptive mmap threshold, so every block's arrays were mapped and faulted in anew
+    # and a worker reduced at half the speed of this process (benchmarks/bench_dask.py).
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    settings = {"distributed.scheduler.http.routes": [], "distributed.worker.profile.enabled": False,
+                "distributed.nanny.pre-spawn-environ": environ}
     with dask.config.set(settings):
         try:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
