@@ -112,6 +112,16 @@ class RecordingReader:
         return self._stop - self._start
 
     @property
+    def chunk_shots(self) -> int:
+        """Shots per chunk file on the shot axis: the least common multiple over the per-shot
+        arrays (the writer's chunk lengths are powers of two, so in practice the longest).
+
+        Shot ranges that start at multiples of it read every chunk file in one range only
+        (``reduce --workers`` splits recordings so).
+        """
+        return math.lcm(*(max(1, int(a.chunks[0])) for a in self._layout.shot_arrays()))
+
+    @property
     def config(self) -> Config:
         """The configuration in force when recording started."""
         config = self._attrs.get("config", {})
