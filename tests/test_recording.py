@@ -420,3 +420,26 @@ def test_append_continues_the_recorded_roi_table(recorded: tuple[Path, list[Shot
     reader = RecordingReader(path)
     assert [v.key for v in reader.rois.versions["a"]] == ["a/v1", "a/v2", "a/v3"]
     assert_same(list(reader.blocks(frames=True)), [*blocks, more])
+
+
+def test_float_pixels_read_zero_where_a_version_was_not_active(tmp_path: Path) -> None:
+    """FORMAT.md: pixels are zero where `valid` is false, for float detectors too (not NaN)."""
+    rng = np.random.default_rng(11)
+    blocks = [synth.block(rng, first_tag=2_000_000 + 1000 * i, n=10, rois={roi_key("a", 1 + (i >= 1)): (4, 4)},
+                          dtype="float32", nan_fraction=0.0) for i in range(2)]
+    first = RoiTable()
+    first.set(Roi(name="a", detector=DET, x=(0, 4), y=(0, 4)), shot=0, tag=int(blocks[0].tags[0]))
+    path = tmp_path / "f.zarr"
+    with RecordingWriter.create(path, config=Config(), source=source_info(dtype="float32"), points=POINTS,
+                                rois=first) as writer:
+        writer.write(blocks[0])
+        second = RoiTable()
+        second.set(Roi(name="a", detector=DET, x=(0, 4), y=(0, 4)), shot=0, tag=int(blocks[0].tags[0]))
+        second.set(Roi(name="a", detector=DET, x=(4, 8), y=(0, 4)), shot=10, tag=int(blocks[1].tags[0]))
+        writer.set_rois(second)
+        writer.write(blocks[1])
+    root = zarr.open_group(path, mode="r")
+    v1, v2 = (np.asarray(root[f"roi/a/v{k}/pixels"][:20]) for k in (1, 2))
+    valid1, valid2 = (np.asarray(root[f"roi/a/v{k}/valid"][:20]) for k in (1, 2))
+    assert v1.dtype == np.float32 and not valid1[10:].any() and not valid2[:10].any()
+    assert (v1[10:] == 0).all() and (v2[:10] == 0).all()

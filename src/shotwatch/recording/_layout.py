@@ -159,8 +159,9 @@ class Layout:
         group = self.root[f"roi/{v.name}/v{v.version}"]
         assert isinstance(group, zarr.Group)
         tail = (v.y[1] - v.y[0], v.x[1] - v.x[0])
+        # FORMAT.md: zero where `valid` is false, also on shots outside this version's time
         va.pixels = _new_array(group, "pixels", dtype, capacity=capacity, tail=tail,
-                               chunk=pixel_chunk(tail, dtype))
+                               chunk=pixel_chunk(tail, dtype), fill=0)
         va.valid = _new_array(group, "valid", np.dtype(np.bool_), capacity=capacity, chunk=SHOT_CHUNK)
 
     def add_frames(self, det: str, *, shape: tuple[int, int], dtype: np.dtype[Any]) -> FrameArrays:
@@ -306,10 +307,11 @@ def _where(root: zarr.Group) -> str:
 
 
 def _new_array(group: zarr.Group, name: str, dtype: np.dtype[Any], *, capacity: int, chunk: int,
-               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None) -> AnyArray:
+               tail: tuple[int, ...] = (), attributes: dict[str, Any] | None = None,
+               fill: Any = None) -> AnyArray:
     return group.create_array(
         name, shape=(capacity, *tail), dtype=dtype, chunks=(chunk, *tail), compressors=codecs_for(dtype),
-        fill_value=_FILL[dtype.kind], dimension_names=("shot", "y", "x")[: 1 + len(tail)],
+        fill_value=_FILL[dtype.kind] if fill is None else fill, dimension_names=("shot", "y", "x")[: 1 + len(tail)],
         attributes=attributes or {}, chunk_key_encoding=CHUNK_KEYS)
 
 
