@@ -68,6 +68,9 @@ class Status(BaseModel):
     """Sequence number of the newest block published."""
     speed: float | None = None
     """A replaying recorder's pace (1.0 = recorded pace, 0 = as fast as possible); None otherwise."""
+    ranks: int = 1
+    """Processes recording: 1, or under ``mpirun -n N shotwatch record --mpi`` rank 0 plus the
+    worker ranks still delivering (N until one dies)."""
 
 
 class Hello(BaseModel):
