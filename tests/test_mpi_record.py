@@ -119,13 +119,14 @@ def write_config(tmp: Path, *, rate: float = 0, frames_every: int = 97) -> Path:
 class Job:
     """An ``mpiexec -n N shotwatch record --mpi`` in the background, and a console's feed to it."""
 
-    def __init__(self, n: int, cfg: Path, out: Path, *extra: str, disable_cleanup: bool = False) -> None:
+    def __init__(self, n: int, cfg: Path, out: Path, *extra: str, disable_cleanup: bool = False,
+                 env: Mapping[str, str] | None = None) -> None:
         self.control = f"tcp://127.0.0.1:{free_port()}"
         cmd = [str(MPIEXEC), *(["-disable-auto-cleanup"] if disable_cleanup else []), "-n", str(n),
                str(SHOTWATCH), "record", "--mpi", "-c", str(cfg), "-o", str(out), "--control", self.control,
                "--publish", f"tcp://127.0.0.1:{free_port()}", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(env or {})})
         self.feed = NetFeed(control=self.control)
         self.status: StatusMsg | None = None
 
@@ -282,19 +283,23 @@ def test_mpi_recording_equals_the_one_process_recording(tmp_path: Path, jobs: li
     np.testing.assert_array_equal(a.pixels, b.pixels)
 
 
-@pytest.mark.xfail(reason="WIP: hydra ends the job after a killed rank", strict=False)
-def test_rank_0_sleeps_and_outlives_a_killed_worker_rank(tmp_path: Path, jobs: list[Job]) -> None:
-    """Under ``mpiexec -disable-auto-cleanup``: idle rank 0 sleeps; a killed rank is reported,
-    the other's shots keep being recorded."""
+def test_rank_0_sleeps_and_outlives_a_lost_worker_rank(tmp_path: Path, jobs: list[Job]) -> None:
+    """Under ``mpiexec -disable-auto-cleanup``: idle rank 0 sleeps; a worker rank that stops
+    delivering (SIGSTOP: hung, as on a dead host) is reported after ``SHOTWATCH_MPI_DEAD_AFTER``
+    seconds and the other worker's shots keep being recorded.
+
+    A worker killed outright is reported the same way ("died (pid ...)"), but MPICH's hydra
+    (the PyPI wheel, 5.0) then often ends the whole job itself, so that is not tested here.
+    """
     cfg = write_config(tmp_path, rate=20, frames_every=0)
     rec = tmp_path / "mpi.zarr"
-    job = Job(3, cfg, rec, disable_cleanup=True)
+    job = Job(3, cfg, rec, disable_cleanup=True, env={"SHOTWATCH_MPI_DEAD_AFTER": "2"})
     jobs.append(job)
     job.hello()
     job.wait_status(lambda s: s.shots > 0)
     rank0 = psutil.Process(rank0_pid(job))
     before, t0 = rank0.cpu_times(), time.monotonic()
-    time.sleep(2.0)
+    time.sleep(1.5)
     after, t1 = rank0.cpu_times(), time.monotonic()
     busy = (after.user + after.system - before.user - before.system) / (t1 - t0)
     assert busy < 0.3, f"rank 0 used {busy:.0%} of a core at 20 shots/s: a busy receive?"
@@ -302,13 +307,18 @@ def test_rank_0_sleeps_and_outlives_a_killed_worker_rank(tmp_path: Path, jobs: l
     workers = [p for p in psutil.Process(job.proc.pid).children(recursive=True)
                if "--mpi" in p.cmdline() and p.pid != rank0.pid]
     assert len(workers) == 2
-    workers[1].kill()
-    lost = job.wait_status(lambda s: s.counters.get("ranks lost") == 1, timeout=30)
-    assert lost.ranks == 2
-    after_kill = job.wait_status(lambda s: s.shots > lost.shots + 30, timeout=30)  # the other rank's shots
-    assert after_kill.state == "recording"
-    assert job.request("stop").ok
-    _, _, err = job.finish()
-    assert "died (pid" in err and "recording goes on with 1 of 2 worker ranks" in err
+    workers[1].suspend()
+    try:
+        lost = job.wait_status(lambda s: s.counters.get("ranks lost") == 1, timeout=30)
+        assert lost.ranks == 2
+        after_loss = job.wait_status(lambda s: s.shots > lost.shots + 20, timeout=30)  # the other rank's shots
+        assert after_loss.state == "recording"
+        assert job.request("stop").ok
+    finally:
+        workers[1].resume()  # rank 0 tells it to exit; mpiexec ends once every rank has
+    code, _, err = job.finish()
+    assert code == 0, err
+    assert re.search(r"rank \d said nothing for \d+ s: its share of the stream is lost", err), err
+    assert "recording goes on with 1 of 2 worker ranks" in err
     reader = RecordingReader(rec)
-    assert reader.closed and reader.committed >= after_kill.committed
+    assert reader.closed and reader.committed >= after_loss.committed

@@ -18,6 +18,7 @@ ROI changes take effect at one tag on every rank (:meth:`RankSource.hold`, :meth
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -29,17 +30,18 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from ..schemas import Roi, RoiVersion, ShotBlock, SourceError, split_roi_key
+from ..schemas import Roi, RoiVersion, ShotBlock, SourceError, UsageError, split_roi_key
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, SourceStatus
 from .mpi_link import Envelope, Inbox, LinkError, Outbox, nap, open_block, versions_fields
 from .mpi_merge import TagMerge
 
-__all__ = ["DEAD_AFTER", "DEAD_AFTER_SIGNAL", "RankSource"]
+__all__ = ["DEAD_AFTER", "DEAD_AFTER_SIGNAL", "RankSource", "dead_after"]
 
 DEAD_AFTER = 10.0
-"""Seconds of silence after which a rank on another host is taken for dead (workers speak
-at least every 0.5 s)."""
+"""Seconds of silence after which a rank is taken for dead (workers speak at least every
+0.5 s); the environment variable ``SHOTWATCH_MPI_DEAD_AFTER`` overrides it (a hung rank, or a
+slow link between hosts)."""
 DEAD_AFTER_SIGNAL = 2.0
 """... once the process manager has signalled that some rank failed."""
 POLL = 0.003
@@ -90,6 +92,7 @@ class RankSource(Source):
         self.open_timeout = open_timeout
         self.ranks = {r: _Rank(r, Inbox(comm, r), Outbox(comm, r)) for r in range(1, comm.Get_size())}
         self.merge = TagMerge(self.ranks)
+        self.dead_after = dead_after()
         self.signalled = False
         """Set (by rank 0's SIGUSR1 handler) when the process manager reports a failed rank."""
         self._host = socket.gethostname()
@@ -375,7 +378,7 @@ class RankSource(Source):
     # --- ranks that die -------------------------------------------------------------------
 
     def _check_alive(self, now: float) -> None:
-        quiet = DEAD_AFTER_SIGNAL if self.signalled else DEAD_AFTER
+        quiet = min(DEAD_AFTER_SIGNAL, self.dead_after) if self.signalled else self.dead_after
         for w in self.ranks.values():
             if not w.alive or w.bye:
                 continue
@@ -395,6 +398,20 @@ class RankSource(Source):
         after = f" after tag {self.merge.frontier(w.rank)}" if self.merge.frontier(w.rank) is not None else ""
         self._notices.append(f"rank {w.rank} {why}: its share of the stream is lost{after}; recording goes on "
                              f"with {len(self.live)} of {len(self.ranks)} worker ranks")
+
+
+def dead_after() -> float:
+    """:data:`DEAD_AFTER`, or ``SHOTWATCH_MPI_DEAD_AFTER`` where set (UsageError if not seconds > 0)."""
+    raw = os.environ.get("SHOTWATCH_MPI_DEAD_AFTER")
+    if raw is None:
+        return DEAD_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise UsageError(f"SHOTWATCH_MPI_DEAD_AFTER: expected seconds > 0, found {raw[:40]!r}")
+    return value
 
 
 def _pid_exists(pid: int) -> bool:
