@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shotwatch.recorder.mpi_share import tag_owner
 from shotwatch.sources import sim_physics
 from shotwatch.sources.sim import Share
 from test_sim_shares import assert_union_is_the_stream, stream
@@ -41,3 +42,16 @@ def test_next_slot_and_chunk_of_fine_shares() -> None:
     assert [Share(2, 9, unit=512).next_chunk(c) for c in range(6)] == [1, 1, 5, 5, 5, 5]
     with pytest.raises(ValueError, match="unit dividing"):
         Share(0, 2, unit=100)
+
+
+def test_every_tag_has_one_owner_and_shares_are_even_whatever_the_tag_step() -> None:
+    """Where every rank reads the whole stream (SACLA, EuXFEL): tags stepping by 1, 2 or 6
+    spread about evenly over the ranks, each tag kept by exactly one."""
+    for step in (1, 2, 6):
+        tags = np.arange(1_000_000_000, 1_000_000_000 + 6000 * step, step, dtype=np.int64)
+        for count in (1, 2, 3):
+            owner = tag_owner(tags, count)
+            assert owner.min() >= 0 and owner.max() < count
+            np.testing.assert_array_equal(owner, tag_owner(tags.copy(), count))  # a pure function of the tag
+            shares = np.bincount(owner, minlength=count) / len(tags)
+            assert np.all(np.abs(shares - 1 / count) < 0.03), (step, count, shares)

@@ -273,6 +273,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--publish", help="PUB address for consoles (default tcp://127.0.0.1:5560)")
     p.add_argument("--control", help="REP control address (default tcp://127.0.0.1:5561)")
     p.add_argument("--mpi", action="store_true",
-                   help="under mpirun -n N: rank 0 records, ranks 1..N-1 read and cut shares of the source "
+                   help="under mpirun -n N: the same recorder over N ranks; rank 0 owns the recording, the service "
+                        "and the merge (it reduces) and sleeps between polls, ranks 1..N-1 read and cut their share "
                         "(pip install 'shotwatch[mpi]'; mpirun -disable-auto-cleanup lets rank 0 outlive a rank)")
     p.set_defaults(func=_record)

@@ -29,7 +29,7 @@ from mpi4py import MPI  # noqa: E402  (initialises MPI, after the settings above
 
 from ..schemas import Config  # noqa: E402
 from .acquire import Recorder  # noqa: E402
-from .mpi_rank0 import RankSource  # noqa: E402
+from .mpi_rank0 import RankSource, dead_after  # noqa: E402
 from .mpi_recorder import MpiRecorder  # noqa: E402
 from .mpi_worker import Worker  # noqa: E402
 
@@ -61,7 +61,7 @@ class MpiSession:
             return Recorder
 
         def make(config: Config, **kwargs: Any) -> Recorder:
-            self.ranks = RankSource(self.comm)
+            self.ranks = RankSource(self.comm, dead_after=dead_after())
             self.ranks.signalled = self.signalled
             return MpiRecorder(config, ranks=self.ranks, **kwargs)
 

@@ -84,15 +84,17 @@ class RankSource(Source):
         comm: the communicator (rank 0 is this process).
         epoch: unix time of the stream's first slot, the same on every rank (default: now).
         open_timeout: seconds to wait for every worker's ``hello`` at open.
+        dead_after: seconds of silence after which a rank is taken for dead (:func:`dead_after`).
     """
 
-    def __init__(self, comm: MPI.Comm, *, epoch: float | None = None, open_timeout: float = 120.0) -> None:
+    def __init__(self, comm: MPI.Comm, *, epoch: float | None = None, open_timeout: float = 120.0,
+                 dead_after: float = DEAD_AFTER) -> None:
         self.comm = comm
         self.epoch = time.time() if epoch is None else epoch
         self.open_timeout = open_timeout
         self.ranks = {r: _Rank(r, Inbox(comm, r), Outbox(comm, r)) for r in range(1, comm.Get_size())}
         self.merge = TagMerge(self.ranks)
-        self.dead_after = dead_after()
+        self.dead_after = dead_after
         self.signalled = False
         """Set (by rank 0's SIGUSR1 handler) when the process manager reports a failed rank."""
         self._host = socket.gethostname()

@@ -11,7 +11,8 @@ merge the shares in tag order without waiting longer than needed (``mpi_merge``)
   connected ranks (PUSH deals round-robin, REP answers whoever asks), so every rank takes
   what it is given; the frontier is its last train.
 - ``karabo`` with ``SUB``, ``sacla`` and ``euxfel-run``: every rank reads the whole stream
-  and keeps the shots whose ``(tag // TAG_UNIT) % ranks`` is its own. That is correct (each
+  and keeps the shots whose tag hashes to its own index (:func:`tag_owner`: a tag's
+  remainder alone would give one rank every shot where tags step by 2, as at SACLA). That is correct (each
   shot is delivered by exactly one rank, the frontier is the last tag read) but shares only
   the cutting and what follows it, not the reading: sharing the reads needs the source to
   skip other ranks' tags before it reads their frames, which these sources do not offer.
@@ -32,16 +33,21 @@ from ..sources.base import Playback
 from ..sources.sim import Simulator
 from ..sources.sim_physics import Share
 
-__all__ = ["SIM_UNIT", "TAG_UNIT", "SharedSource", "check_shareable", "shared_source"]
+__all__ = ["SIM_UNIT", "SharedSource", "check_shareable", "shared_source", "tag_owner"]
 
 SIM_UNIT = 32
 """Slots per unit of a simulator share (~1 s at 30 Hz): ranks take turns this often, so rank 0
 holds at most a few units of each rank while it waits for the next tag."""
 
-TAG_UNIT = 1
-"""Tags per unit where every rank reads everything and keeps its own tags (shot by shot)."""
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: consecutive and evenly spaced tags spread evenly
 
 Tags = npt.NDArray[np.int64]
+
+
+def tag_owner(tags: Tags, count: int) -> npt.NDArray[np.int64]:
+    """Which of ``count`` ranks keeps each tag where every rank reads the whole stream."""
+    mixed = (np.asarray(tags).astype(np.uint64) * _MIX) >> np.uint64(32)
+    return (mixed % np.uint64(count)).astype(np.int64)
 
 
 def check_shareable(config: Config) -> None:
@@ -134,6 +140,6 @@ def shared_source(config: Config, *, index: int, count: int, epoch: float) -> Sh
         return SharedSource(inner)
 
     def mine(tags: Tags) -> npt.NDArray[np.bool_]:
-        return np.asarray((tags // TAG_UNIT) % count == index)
+        return tag_owner(tags, count) == index
 
     return SharedSource(inner, keep=mine)
