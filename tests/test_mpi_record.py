@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 import pytest
 
+from shotwatch.cli import main
 from shotwatch.link.messages import Reply, StatusMsg
 from shotwatch.link.netfeed import NetFeed
 from shotwatch.link.runfile import runfile_for
@@ -39,7 +40,7 @@ from shotwatch.schemas import DarkFrame, Roi, ShotBlock, load_config
 from shotwatch.sources import Source, open_source
 from shotwatch.sources.sim import DETECTOR, SHAPE
 from test_karabo import free_port
-from test_record_reduce import assert_same_summary, run_cli
+from test_record_reduce import assert_same_summary
 
 pytest.importorskip("mpi4py")
 MPIEXEC = Path(sys.executable).with_name("mpiexec")
@@ -106,7 +107,7 @@ EDITS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def write_config(tmp: Path, *, rate: float = 0, frames_every: int = 97) -> Path:
+def write_config(tmp: Path, *, rate: float = 0, frames_every: int = 199) -> Path:
     rng = np.random.default_rng(3)
     mean = (300 + 20 * rng.standard_normal(SHAPE)).astype(np.float32)
     write_dark_file(tmp / "dark.zarr", {DETECTOR: DarkFrame(mean, np.full(SHAPE, 6, np.float32), 50, 0, 98)},
@@ -244,6 +245,13 @@ def one_process(cfg: Path, out: Path, mpi_rec: Path, log: str) -> dict[str, Any]
     return made[0].summary()
 
 
+def reduce_json(rec: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``reduce REC --json`` in process (a subprocess would spend seconds importing)."""
+    capsys.readouterr()
+    assert main(["reduce", str(rec), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def rank0_pid(job: Job) -> int:
     info = runfile_for(job.control)
     assert info is not None, "rank 0 wrote no run file"
@@ -251,7 +259,8 @@ def rank0_pid(job: Job) -> int:
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_mpi_recording_equals_the_one_process_recording(tmp_path: Path, jobs: list[Job], n: int) -> None:
+def test_mpi_recording_equals_the_one_process_recording(tmp_path: Path, jobs: list[Job], n: int,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path)
     rec, live = tmp_path / "mpi.zarr", tmp_path / "live.json"
     job = Job(n, cfg, rec, "--summary-json", str(live))
@@ -261,7 +270,7 @@ def test_mpi_recording_equals_the_one_process_recording(tmp_path: Path, jobs: li
     for op, args in EDITS:
         reply = job.request(op, **args)
         assert reply.ok, reply.error
-    job.wait_status(lambda s: s.shots > reply.data["first_shot"] + 500)  # shots under the last edit too
+    job.wait_status(lambda s: s.shots > reply.data["first_shot"] + 200)  # shots under the last edit too
     assert job.request("stop").ok
     code, out, err = job.finish()
     assert code == 0, err
@@ -272,13 +281,12 @@ def test_mpi_recording_equals_the_one_process_recording(tmp_path: Path, jobs: li
     for key in ("committed", "tags", "rois", "frames", "points", "detectors"):
         assert got[key] == want[key], key
     assert len(got["rois"]["bragg"]) == 2 and len(got["rois"]["bg"]) == 2  # the edits are in both
-    mpi_json = json.loads(run_cli("reduce", str(rec), "--json").stdout)
-    one_json = json.loads(run_cli("reduce", str(tmp_path / "one.zarr"), "--json").stdout)
+    mpi_json, one_json = reduce_json(rec, capsys), reduce_json(tmp_path / "one.zarr", capsys)
     assert mpi_json["shots"]["total"] == got["committed"] and mpi_json["channels"]["net"]["count"] > 0
     assert_same_summary(mpi_json, one_json)
     assert_same_summary(json.loads(live.read_text()), one_live)  # rank 0's live summary: one process's
     a, b = RecordingReader(rec).frames(DETECTOR), RecordingReader(tmp_path / "one.zarr").frames(DETECTOR)
-    assert len(a.shot) > 10
+    assert len(a.shot) >= 5
     np.testing.assert_array_equal(a.shot, b.shot)
     np.testing.assert_array_equal(a.pixels, b.pixels)
 

@@ -7,7 +7,8 @@ What a worker does, in order (rank 0's side is ``mpi_rank0``):
 2. waits for ``start`` (the ROIs, where ``--append`` continues), then loops: read a block,
    cut the active ROI versions out of its frames (``cut.cut_block``, as one process would),
    add its frames to the running image, send the block (cutouts, points, and the frames
-   rank 0 asked for) with the worker's frontier. At most :data:`CREDIT_BYTES` of blocks
+   rank 0 asked for) with the worker's frontier. At most :data:`CREDIT_BYTES` and
+   :data:`CREDIT_SHOTS` of blocks
    are unacknowledged: rank 0 acknowledges a block once merged, so a rank ahead of the others
    waits instead of filling rank 0's memory;
 3. on ``hold`` it finishes nothing more, answers ``held`` with the last tag it read, and
@@ -41,12 +42,16 @@ from .mpi_link import Envelope, Inbox, LinkError, Outbox, block_envelope, nap, v
 from .mpi_share import SharedSource, shared_source
 from .tuning import READ_TIMEOUT, ROTATE_EVERY, STATUS_EVERY
 
-__all__ = ["CREDIT_BYTES", "ORPHAN_AFTER", "Worker"]
+__all__ = ["CREDIT_SHOTS", "CREDIT_BYTES", "ORPHAN_AFTER", "Worker"]
 
 CREDIT_BYTES = 128 << 20
 """Bytes of blocks a worker may have sent that rank 0 has not merged yet (at least one block):
 bounds rank 0's memory, and is deep enough that workers keep working while rank 0 writes a
 chunk of the recording (64 MB for 16 ROIs of 128 x 128 float32)."""
+CREDIT_SHOTS = 1024
+"""Shots a worker may have sent that rank 0 has not merged yet (at least one block): an ROI
+edit waits for rank 0 to record every shot the workers read before it, so a deep backlog
+would delay it by seconds (at rate 0, where rank 0 records a few thousand shots a second)."""
 ORPHAN_AFTER = 30.0
 """Seconds without a word from rank 0 after which a worker takes it for gone and exits."""
 PROGRESS_EVERY = 0.5
@@ -89,7 +94,7 @@ class Worker:
         self.active: dict[str, RoiVersion] = {}
         self.pending: tuple[int, dict[str, RoiVersion]] | None = None  # (boundary tag, versions from it)
         self.frames: set[str] | None = set()  # detectors whose frames rank 0 wants (None: all)
-        self.unacked: deque[int] = deque()  # bytes of each block sent and not merged yet
+        self.unacked: deque[tuple[int, int]] = deque()  # (bytes, shots) of each block sent and not merged yet
         self.last_tag: int | None = None
         self.image = _Image()
         self.heard = time.monotonic()
@@ -148,7 +153,7 @@ class Worker:
             self.out.progress()
             if self._stopping:
                 break
-            if sum(self.unacked) >= CREDIT_BYTES:
+            if self._no_credit():
                 self._periodic()
                 nap(POLL)
                 continue
@@ -197,8 +202,13 @@ class Worker:
         frontier = max(self.last_tag, self.source.frontier or self.last_tag)
         env = block_envelope(cut.with_(frames=wanted), {"frontier": frontier})
         self.out.send(env)
-        self.unacked.append(env.nbytes)
+        self.unacked.append((env.nbytes, len(block)))
         self._timers["progress"] = time.monotonic()
+
+    def _no_credit(self) -> bool:
+        """Rank 0 has enough of this rank's blocks waiting: read no more for now."""
+        return (sum(n for n, _ in self.unacked) >= CREDIT_BYTES
+                or sum(shots for _, shots in self.unacked) >= CREDIT_SHOTS)
 
     def _learn_detectors(self, block: ShotBlock) -> None:
         """A detector appeared mid-run (FACILITY.md): tell rank 0 what the source says now."""
