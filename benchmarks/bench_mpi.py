@@ -8,9 +8,10 @@ Each job runs ``--warmup`` s after rank 0 answers (the first blocks), then its s
 taken from the recording's commits over ``--seconds`` s (no console attached: one would take
 a core's share copying cutouts), with rank 0's CPU over the same window (psutil).
 Gate: shots/s with two worker ranks (``-n 3``) >= 1.6 x one (``-n 2``), in the same run; the
-exit status is 1 when it fails.
+exit status is 1 when it fails. For reference, one worker rank against one process
+(``-n 1``: the plain recorder, which generates, cuts and records in one process).
 
-    .venv/bin/python benchmarks/bench_mpi.py                    # ~1 min
+    .venv/bin/python benchmarks/bench_mpi.py                    # ~1.5 min
     .venv/bin/python benchmarks/bench_mpi.py --seconds 5 --warmup 4
 """
 
@@ -143,12 +144,16 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = write_config(Path(tmp))
+        alone, _ = measure(1, cfg, Path(tmp) / "n1.zarr", warmup=args.warmup, seconds=args.seconds)
         one, cpu_one = measure(2, cfg, Path(tmp) / "n2.zarr", warmup=args.warmup, seconds=args.seconds)
         two, cpu_two = measure(3, cfg, Path(tmp) / "n3.zarr", warmup=args.warmup, seconds=args.seconds)
     ok = one > 0 and two / one >= GATE
     emit("mpi_record_full_frames", "shots_per_s_two_worker_ranks", two, "shots/s",
          baseline="one worker rank (mpirun -n 2), same run", baseline_value=one, gate=f">= {GATE} x", ok=ok,
          seconds=args.seconds, rois="16 x 128x128", frame="1024x512 float32, dark, mask")
+    emit("mpi_record_full_frames", "shots_per_s_one_worker_rank", one, "shots/s",
+         baseline="one process (mpirun -n 1: the plain recorder), same run", baseline_value=alone, gate=None,
+         ok=None)
     emit("mpi_record_full_frames", "rank0_cpu_two_worker_ranks", cpu_two, "% of a core",
          baseline="rank 0 with one worker rank", baseline_value=cpu_one, gate=None, ok=None,
          cores=psutil.cpu_count())
