@@ -301,7 +301,7 @@ def test_rank_0_sleeps_and_outlives_a_lost_worker_rank(tmp_path: Path, jobs: lis
     """
     cfg = write_config(tmp_path, rate=20, frames_every=0)
     rec = tmp_path / "mpi.zarr"
-    job = Job(3, cfg, rec, disable_cleanup=True, env={"SHOTWATCH_MPI_DEAD_AFTER": "2"})
+    job = Job(3, cfg, rec, disable_cleanup=True, env={"SHOTWATCH_MPI_DEAD_AFTER": "4"})
     jobs.append(job)
     job.hello()
     job.wait_status(lambda s: s.shots > 0)

@@ -121,7 +121,9 @@ class Worker:
             print(f"shotwatch: rank {self.rank}: no word from rank 0 for {ORPHAN_AFTER:g} s: exiting",
                   file=sys.stderr)
             return 1
-        self.out.flush(5.0)
+        # Rank 0 said exit after it heard our bye (or took us for dead and stopped listening):
+        # what is still in flight is nobody's any more, so wait for it only briefly.
+        self.out.flush(1.0)
         return 0
 
     def _open(self, env: Envelope) -> bool:
