@@ -28,8 +28,10 @@ lint: install
 	$(BIN)/lint-imports
 	@if [ -f ../shared/tools/layers.py ]; then $(BIN)/python ../shared/tools/layers.py .; fi
 
+# Two processes: most tests wait on sockets, subprocesses and timers; a file's tests share a process
+# (its module fixtures are built once).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # Every benchmarks/bench_*.py (ONLY="bench_sim bench_reduce": a subset), rows saved to
 # benchmarks/results/, then BENCHMARKS.md's tables regenerated; the exit status is run_all's

@@ -247,10 +247,14 @@ async def test_low_bandwidth_has_no_plots() -> None:
     async with app.run_test() as pilot:
         await settle(pilot, app)
         assert live(app).view == "numbers" and live(app).query_one("#plot", Painted).shown == ""
-        await pilot.press("2")
+        await pilot.press("1")
         await settle(pilot, app)
         assert any("low-bandwidth" in t for _, _, t in app.notices)
         assert live(app).query_one("#plot", Painted).shown == ""
+        await pilot.press("2")  # correlation and histogram: one line of text, never a plot
+        await settle(pilot, app)
+        line = live(app).query_one("#plot", Painted).shown
+        assert line.startswith("roi vs I0: n ") and "\n" not in line
         await pilot.press("d")
         await settle(pilot, app)
         assert "thumbnail off" in live(app).query_one("#detector", Painted).shown
@@ -330,7 +334,7 @@ def test_every_key_is_declared_once_and_has_its_action() -> None:
     """keys.py generates the bindings, the key bar and the help page: they cannot disagree."""
     from textual.binding import Binding
 
-    from shotwatch.console.keys import HELP, KEYS, bar_text, bindings, main_bar
+    from shotwatch.console.keys import BAR_LINES, HELP, KEYS, bar_text, bindings, main_bar
     app, _ = fed()
     for owner, found in ((app, bindings("app")), (app.live, bindings("live"))):
         for binding in found:
@@ -340,7 +344,13 @@ def test_every_key_is_declared_once_and_has_its_action() -> None:
     for entry in KEYS:
         for keys, what in entry.help:
             assert f"  {keys:<11} {what}" in HELP
-    assert bar_text(main_bar()).plain.startswith("1-4 plots d detector tab next ROI e edit")
+    for width in (80, 120):  # every key of the live screen on the bar, help first
+        bar = bar_text(main_bar(), width).plain
+        assert bar.startswith("? help 1-4 plots c corr h hist d image")
+        lines = bar.split("\n")
+        assert len(lines) <= BAR_LINES and all(len(line) <= width + 1 for line in lines), lines
+        for keys, what in main_bar():
+            assert f"{keys} {what} " in bar
 
 
 @aio

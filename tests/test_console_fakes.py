@@ -53,6 +53,8 @@ class MemFeed:
         self._hello: Hello | None = None
         self.playback = False
         self.polls = 0
+        self.refuse: dict[str, str] = {}
+        """op -> the error a request of it is refused with (a forced dark is never refused)."""
 
     def push(self, *msgs: Message) -> None:
         with self._lock:
@@ -97,8 +99,12 @@ class MemFeed:
 
     def request(self, op: str, *, timeout: float = 2.0, **args: Any) -> Reply:
         self.requests.append((op, args))
-        if self.read_only:
+        if self.read_only and op != "recompute":
             return Reply(False, "read-only")
+        if op in self.refuse and not args.get("force"):
+            return Reply(False, self.refuse[op])
+        if op in ("set_analysis", "dark", "recompute"):
+            return Reply(True, data={"version": 2, "epoch": 1} if op == "set_analysis" else {})
         if op == "set_roi":
             roi = args["roi"]
             roi = roi if isinstance(roi, Roi) else Roi.model_validate(roi)

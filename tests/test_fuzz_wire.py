@@ -36,6 +36,9 @@ def _samples() -> list[list[bytes]]:
         NoticeMsg(1.0, "hello"), RoisMsg((RoiVersion("a", 1, DET, (0, 4), (0, 3), 0, 10),)),
         ImageMsg(DET, np.ones((4, 4), np.float32), 2),
     ]
+    from test_wire_analysis import analysis_msg, dark_msg, state_msg  # issue 10's messages too
+
+    msgs += [analysis_msg(), state_msg(), dark_msg()]
     return [[bytes(f) for f in wire.encode(m)] for m in msgs]
 
 

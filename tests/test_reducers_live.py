@@ -122,7 +122,8 @@ def test_live_reducers_merge_like_the_whole(seed: int, sizes: list[int], cut: in
     bs = blocks(seed, sizes)
     cut = min(cut, len(bs))
     left, right = bs[:cut], bs[cut:]
-    edges = {"i0": np.linspace(0, 0.5, 9), "a/v1": np.linspace(0, 600, 7), "a/v2": np.linspace(0, 600, 5)}
+    edges = {"i0": np.linspace(0, 0.5, 9), "a/v1": np.linspace(0, 600, 7), "a/v2": np.linspace(0, 600, 5),
+             synth.I0: np.linspace(0, 0.5, 5), synth.BEAM: np.linspace(0, 1, 3), synth.SCAN: np.linspace(-2e3, 4e3, 7)}
     reducers: list[Any] = [RollingWindow(A, size=size), Correlation(A, size=size), Trend(A, size=size),
                 Histogram(A, edges=edges)]
     for red in reducers:
@@ -162,3 +163,27 @@ def test_accessors_give_one_version_by_its_roi_key() -> None:
     assert c.samples({}, "a/v1") is None
     series = h.series(run(h, bs), "a/v2")
     assert series is not None and int(series.counts.sum()) + series.under + series.over > 0
+
+
+def test_window_and_histogram_key_every_value_by_name() -> None:
+    """Points, aliases and channels by name: the console correlates and histograms any of them."""
+    from shotwatch.schemas.expr import parse
+    an = Analysis(ev_per_adu={DET: 1.0}, i0=I0(name=synth.I0, min=0.1), aliases={"beam": synth.BEAM},
+                  channels=(("twice", parse("2 * a")),))
+    bs = list(synth.stream(5, [6, 6], rois={"a/v1": (2, 2)}))
+    whole = ShotBlock.concat(bs)
+    t = shot_table(whole, an, {})
+    w, h = RollingWindow(an, size=8), Histogram(an, bins=4)
+    ws, hs = run(w, bs), run(h, bs)
+    np.testing.assert_array_equal(w.column(ws, synth.SCAN), whole.points[synth.SCAN][-8:])
+    np.testing.assert_array_equal(w.column(ws, "beam"), whole.points[synth.BEAM][-8:])
+    np.testing.assert_array_equal(w.column(ws, "twice"), t.channels["twice"][-8:])
+    np.testing.assert_array_equal(w.column(ws, "a/v1"), t.values["a/v1"][-8:])
+    np.testing.assert_array_equal(w.column(ws, "i0"), t.i0[-8:])
+    assert w.column(ws, "nothing") is None
+    assert set(w.names(ws)) == {synth.I0, synth.BEAM, synth.SCAN, "beam", "twice"}
+    scan = h.series(hs, synth.SCAN)  # every shot with a finite value, vetoed ones too
+    finite = int(np.isfinite(whole.points[synth.SCAN]).sum())
+    assert scan is not None and int(scan.counts.sum()) + scan.under + scan.over == finite
+    out = h.result(hs)
+    assert {"i0", "a", synth.SCAN, "beam", "twice"} <= set(out)

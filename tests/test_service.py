@@ -537,6 +537,8 @@ def test_every_op_is_one_table_entry_and_reaches_one_control_method() -> None:
         "set_roi": {"name": "r", "detector": DET, "x": [0, 4], "y": [0, 4]}, "delete_roi": {"name": "r"},
         "grab": {"detector": DET, "n": 2}, "mark": {"text": "m"}, "stop": {}, "pause": {"paused": True},
         "seek": {"seconds": 1.0}, "speed": {"speed": 2.0},
+        "set_analysis": {"analysis": {}, "by": "a@b"}, "recompute": {}, "dark": {"detector": DET, "n": 2},
+        "get_dark": {"detector": DET, "version": 1},
     }
     assert set(wire.OPS) >= {"hello", "list_rois", *examples}
     assert wire.CHANGING_OPS == {name for name, op in wire.OPS.items() if op.changes}

@@ -11,7 +11,7 @@ import pytest
 
 from shotwatch.schemas import Config, Cutout, Roi, ShotBlock, SimSource, SourceError, load_config, roi_key
 from shotwatch.sources import Source, open_source
-from shotwatch.sources.sim import DETECTOR, POINTS, Simulator
+from shotwatch.sources.sim import DETECTOR, POINTS, Share, Simulator
 from shotwatch.sources.sim_detector import SHAPE
 from shotwatch.sources.sim_photons import ADU_PER_PHOTON
 from shotwatch.sources.sim_physics import BEAM, DELAY, I0, SHUTTER
@@ -326,6 +326,34 @@ def test_bragg_spot_is_centred_in_the_demo_roi() -> None:
     rows, cols = np.indices(mean.shape)
     centroid = (float((rows * mean).sum() / mean.sum()), float((cols * mean).sum() / mean.sum()))
     assert centroid == pytest.approx((15.5, 15.5), abs=0.2)
+
+
+def test_scripted_events_change_only_their_slots_and_every_share_sees_them() -> None:
+    events = [{"event": "beam-off", "start": 100, "slots": 60}, {"event": "i0-drop", "start": 1000, "slots": 60},
+              {"event": "stall", "start": 1100, "slots": 90}]
+    plain = read_n(fast(6, rois=ROIS, shutter="open"), 1400)
+    sim = fast(6, rois=ROIS, shutter="open", events=events)
+    got = read_n(sim, 1300)
+    first = sim.truth.first_tag
+    slots = (got.tags - first) // 2
+    assert not ((slots >= 1100) & (slots < 1190)).any()  # the stall: no shot at all
+    keep = np.isin(plain.tags, got.tags)
+    assert keep.sum() == len(got)
+    ref = plain.select(keep)
+    off, drop = (slots >= 100) & (slots < 160), (slots >= 1000) & (slots < 1060)
+    assert (got.points[BEAM][off] == 0).all() and np.nanmax(np.abs(got.points[I0][off])) < 0.02
+    np.testing.assert_allclose(np.nanmean(got.points[I0][drop]) / np.nanmean(ref.points[I0][drop]), 0.1, rtol=0.15)
+    assert got.cutouts["bragg/v1"].pixels[drop].sum() < ref.cutouts["bragg/v1"].pixels[drop].sum()
+    same = ~(off | drop)
+    for name in (I0, BEAM, DELAY):  # photons are drawn per chunk, so only points stay shot for shot
+        np.testing.assert_array_equal(got.points[name][same], ref.points[name][same])
+    halves = [Simulator(SimSource(seed=6, rate=0, shutter="open", events=events), frames_every=0, rois=ROIS,
+                        share=Share(k, 2), block_shots=500) for k in (0, 1)]
+    parts = [read_n(h, 1100) for h in halves]
+    both = ShotBlock.concat([p.select(p.tags < got.tags[-1] + 1) for p in parts])
+    order = np.argsort(both.tags)
+    np.testing.assert_array_equal(both.tags[order], got.tags)
+    np.testing.assert_array_equal(both.cutouts["bragg/v1"].pixels[order], got.cutouts["bragg/v1"].pixels)
 
 
 def test_start_after_continues_the_same_stream() -> None:

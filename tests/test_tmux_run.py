@@ -3,8 +3,10 @@
 The console runs against the built-in simulator in a 120x40 tmux pane on a private tmux
 server; we read the screen with capture-pane, polling against deadlines (never fixed sleeps,
 so a noisy 2-core box only makes it slower, not flaky). Checked: live data on screen (rate in
-Hz, the demo's ROI names with numbers), ``2`` switches the view, ``q`` quits with exit code 0,
-and the recording it made is complete and readable by ``shotwatch info``.
+Hz, the demo's ROI names with numbers), ``2`` switches the view, ``a`` changes the I0 minimum
+and the accepted count changes for the whole run (issue 10), ``q`` quits with exit code 0, and
+the recording it made is complete, holds both analysis versions, and is readable by
+``shotwatch info``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,18 @@ def _live(text: str) -> bool:
     return bool(rate and float(rate.group(1)) > 0 and all(rows))
 
 
+def _shots(text: str) -> tuple[int, int] | None:
+    """(shots, accepted) from the console's vetoes line."""
+    m = re.search(r"^shots (\d+)  accepted (\d+)", text, re.M)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _first_tag(text: str) -> int | None:
+    """The first tag this console's numbers cover (the status line's received ranges)."""
+    m = re.search(r" · tags (\d+):", text)
+    return int(m.group(1)) if m else None
+
+
 def test_run_in_tmux(tmux: Tmux, tmp_path: Path) -> None:
     runtime = tmp_path / "rt"
     runtime.mkdir(mode=0o700)
@@ -95,6 +109,21 @@ def test_run_in_tmux(tmux: Tmux, tmp_path: Path) -> None:
     tmux("send-keys", "-t", "sw", "2")
     tmux.wait_for(lambda s: "view correlation" in s, 10.0, "`2` to switch to the correlation view")
 
+    # Issue 10: `a`, the I0 minimum (the form opens on it, selected) raised past every shot's
+    # I0, enter: the whole run so far is recomputed, so the accepted count falls (under the
+    # old analysis from now on, it could only have grown).
+    before = tmux.wait_for(lambda s: (_shots(s) or (0, 0))[1] >= 60, 20.0, "at least 60 accepted shots")
+    shots1, accepted1 = _shots(before) or (0, 0)
+    tmux("send-keys", "-t", "sw", "a")
+    tmux.wait_for(lambda s: re.search(r"^analysis( \d+/\d+)?  i0 ≥ \[0\.05 ", s, re.M) is not None, 10.0,
+                  "the analysis form open on i0.min")
+    tmux("send-keys", "-t", "sw", "5", "Enter")
+    first_tag = _first_tag(before)
+    after = tmux.wait_for(lambda s: "analysis v2" in s and (_shots(s) or (0, 1))[1] == 0 and _first_tag(s) == first_tag,
+                          30.0, "analysis v2, no shot accepted, over the whole run (received tags from its first)")
+    shots2, _ = _shots(after) or (0, 0)
+    assert shots2 >= shots1 and accepted1 >= 60 and first_tag is not None, (before, after)
+
     tmux("send-keys", "-t", "sw", "q")
     deadline = time.monotonic() + 20.0
     while not (code_file.exists() and code_file.read_text().strip()):
@@ -110,3 +139,6 @@ def test_run_in_tmux(tmux: Tmux, tmp_path: Path) -> None:
     assert info["closed"] is True
     assert info["committed"] > 0
     assert set(info["rois"]) == {"bragg", "background"}
+    versions = info["analysis"]
+    assert [v["version"] for v in versions] == [1, 2] and versions[1]["config"]["i0"]["min"] == 5.0
+    assert versions[1]["first_shot"] > 0

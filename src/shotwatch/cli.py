@@ -17,7 +17,7 @@ from .schemas.errors import ShotwatchRuntimeError, UsageError
 __all__ = ["main"]
 
 # Command families, each a module in shotwatch.commands with register(subparsers).
-_FAMILIES = ("config_cmd", "record_cmd", "reduce_cmd", "report_cmd", "info_cmd", "list_cmd", "live_cmd")
+_FAMILIES = ("config_cmd", "record_cmd", "dark_cmd", "reduce_cmd", "report_cmd", "info_cmd", "list_cmd", "live_cmd")
 
 
 class _Parser(argparse.ArgumentParser):

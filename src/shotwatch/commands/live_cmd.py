@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     from .record_cmd import setup_logging
 
     config = load_config(args.config)
-    recorder = Recorder(config, out=args.out)
+    recorder = Recorder(config, out=args.out, origin=args.config or "<demo>")
     setup_logging(None, to_stderr=False)  # the console owns the terminal: the log only
     thread = threading.Thread(target=_acquire, args=(recorder,), name="shotwatch-acquire", daemon=True)
     # Other consoles attach over the network (free ports, the run file); this one watches in

@@ -219,7 +219,8 @@ def _record_with(args: argparse.Namespace, make: Callable[..., Any]) -> int:
     config = load_config(args.config)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
-    recorder = make(config, out=args.out, append=args.append, summary=args.summary_json is not None)
+    recorder = make(config, out=args.out, append=args.append, summary=args.summary_json is not None,
+                    origin=args.config or "<demo>")
     _Stopper(recorder).install()  # a stop asked while the source opens is kept
     setup_logging(None, to_stderr=True)
     # The service (its network processes take a moment to start) before the source: once

@@ -1,17 +1,20 @@
-"""``shotwatch reduce``: headless reduction of a recording."""
+"""``shotwatch reduce``: headless reduction of one or more recordings, in one process or on Dask."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..schemas import Config, UsageError, load_config
+from ..schemas import Config, UsageError
 from ._argtypes import positive
+from .reduce_plan import Plan, make_plan, shown
+from .reduce_tasks import reduce_here, renamed
 
 if TYPE_CHECKING:  # imported inside the functions at run time: `shotwatch --help` stays fast
     from ..recording import RecordingReader
@@ -43,35 +46,8 @@ def open_analysis(path: str, config_path: str | None, *,
     The analysis comes from ``-c`` (``analysis_version`` null) or the recording's analysis
     version ``version`` (default: its newest), and is checked against the recording.
     """
-    from ..recording import RecordingReader
-    from ..recording.analysis_config import analysis_config, recording_analysis, recording_darks
-    from ..reducers import Analysis
-
-    if config_path is not None and version is not None:
-        raise UsageError(f"reduce: expected -c or --analysis-version, found both (-c {config_path}, "
-                         f"--analysis-version {version})")
-    reader = RecordingReader(path)
-    override = load_config(config_path) if config_path else None
-    number, recorded = recording_analysis(reader, version)
-    cfg = analysis_config(recorded, override, points=reader.points, where=str(path), origin=config_path,
-                          detectors=reader.detectors, roi_names=reader.rois.versions)
-    origin = config_path if override is not None and config_path else str(path)
-    analysis = Analysis.from_config(cfg, detectors=reader.detectors, darks=recording_darks(cfg, reader, origin=origin),
-                                    version=None if override is not None else number, origin=origin)
-    return reader, cfg, analysis
-
-
-def _blocks(reader: Any, *, progress: bool) -> Iterator[Any]:
-    total = max(int(reader.committed), 1)
-    done = 0
-    for block in reader.blocks():
-        done += len(block)
-        if progress:
-            sys.stderr.write(f"\rreduced {done}/{total} shots ({100 * done // total} %)")
-            sys.stderr.flush()
-        yield block
-    if progress:
-        sys.stderr.write("\n")
+    plan = make_plan([path], config_path, version=version)
+    return plan.views[0], plan.parts[0].config, plan.analyses[0]
 
 
 def summarize(reader: RecordingReader, analysis: Analysis, *, progress: bool = False) -> dict[str, Any]:
@@ -80,38 +56,110 @@ def summarize(reader: RecordingReader, analysis: Analysis, *, progress: bool = F
 
     reducer = SummaryReducer(analysis)
     versions = roi_versions(reader.rois.all())
+    blocks = _Progress(len(reader), enabled=progress)
     state = reducer.init()
-    for block in _blocks(reader, progress=progress):
+    for block in blocks.wrap(reader.blocks()):
         state = reducer.update(state, block, versions=versions)
+    blocks.close()
     return reducer.result(state)
 
 
 def _reduce(args: argparse.Namespace) -> int:
-    from ..reducers import format_table, per_shot_csv, roi_versions, scan_csv
+    from ..reducers import format_table, scan_csv
 
-    check_output(args.output, args.recording)
-    reader, _, analysis = open_analysis(args.recording, args.config, version=args.analysis_version)
-    lo, hi = parse_tags(args.tags)
-    if lo is not None or hi is not None:
-        reader = reader.select(tags=(lo, hi))
-    progress = sys.stderr.isatty() and int(reader.committed) > 50_000
-    with _output(args.output) as out:
+    for recording in args.recording:
+        check_output(args.output, recording)
+    if args.scheduler is not None:
+        from .reduce_dask import check_address
+
+        check_address(args.scheduler)
+    plan = make_plan(args.recording, args.config, version=args.analysis_version, tags=parse_tags(args.tags))
+    terminal = sys.stderr.isatty()
+    with _output(args.output) as out, _cluster(args) as client:
         if args.per_shot:
-            names = sorted(reader.rois.versions)
-            for line in per_shot_csv(_blocks(reader, progress=progress), analysis, roi_names=names,
-                                     versions=roi_versions(reader.rois.all())):
-                out.write(line if line.endswith("\n") else line + "\n")
+            for text in _per_shot(plan, client, progress=terminal):
+                out.write(text)
             return 0
-        result = summarize(reader, analysis, progress=progress)
+        result = _summary(plan, client, progress=terminal)
         if args.json:
             out.write(json.dumps(result, indent=1, allow_nan=False) + "\n")
         elif args.csv:
             if result.get("scan") is None:
-                raise UsageError(f"{args.recording}: --csv writes the scan table: expected a [scan] section, found none")
+                raise UsageError(f"{args.recording[0]}: --csv writes the scan table: expected a [scan] section, "
+                                 "found none")
             out.write(scan_csv(result))
         else:
             out.write(format_table(result))
     return 0
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """A Dask client with ``--workers``/``--scheduler``, else None (one process)."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from .reduce_dask import connect
+
+    with connect(workers=args.workers, scheduler=args.scheduler) as client:
+        yield client
+
+
+def _summary(plan: Plan, client: Any, *, progress: bool) -> dict[str, Any]:
+    """INTERFACE.md's ``reduce --json`` result of the plan, in this process or on the cluster."""
+    from ..reducers import SummaryReducer
+
+    reducer = SummaryReducer(dataclasses.replace(plan.analyses[0], version=plan.version))
+    if client is None:
+        line = _Progress(plan.shots, enabled=progress and plan.shots > 50_000)
+        state = reduce_here(plan, wrap=line.wrap)
+        line.close()
+    else:
+        from .reduce_dask import reduce_state
+
+        state = reduce_state(client, plan, progress=progress) or reducer.init()
+    result = reducer.result(state)
+    return result if plan.labels is None else shown(result, reducer.result_keys(state), plan.labels)
+
+
+def _per_shot(plan: Plan, client: Any, *, progress: bool) -> Iterator[str]:
+    """``--per-shot`` rows, header first: every recording's shots in argument order."""
+    from ..reducers import per_shot_csv
+
+    first = plan.parts[0]
+    header = next(per_shot_csv([], plan.analyses[0], roi_names=list(first.columns)))
+    yield header
+    if client is not None:
+        from .reduce_dask import per_shot_rows
+
+        yield from per_shot_rows(client, plan, progress=progress)
+        return
+    blocks = _Progress(plan.shots, enabled=progress and plan.shots > 50_000)
+    for part, view, analysis in zip(plan.parts, plan.views, plan.analyses, strict=True):
+        rows = per_shot_csv(renamed(blocks.wrap(view.blocks()), part.keys), analysis,
+                            roi_names=list(part.columns), versions=part.versions)
+        next(rows)
+        yield from rows
+    blocks.close()
+
+
+class _Progress:
+    """The one-process progress line on stderr (a terminal only): shots reduced of all."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._total, self._done, self._enabled = max(total, 1), 0, enabled
+
+    def wrap(self, blocks: Iterable[Any]) -> Iterator[Any]:
+        for block in blocks:
+            self._done += len(block)
+            if self._enabled:
+                sys.stderr.write(f"\rreduced {self._done}/{self._total} shots ({100 * self._done // self._total} %)")
+                sys.stderr.flush()
+            yield block
+
+    def close(self) -> None:
+        if self._enabled:
+            sys.stderr.write("\n")
 
 
 @contextlib.contextmanager
@@ -137,8 +185,8 @@ def check_output(output: str | None, recording: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("reduce", help="headless reduction of a recording")
-    p.add_argument("recording")
+    p = sub.add_parser("reduce", help="headless reduction of one or more recordings")
+    p.add_argument("recording", nargs="+", help="recordings, reduced as one stream in this order")
     p.add_argument("-c", "--config", help="analysis sections from this file (ROIs always from the recording)")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--json", action="store_true", help="the summary as JSON")
@@ -148,6 +196,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--analysis-version", type=positive(int, "a whole number >= 1"), metavar="K",
                    help="reduce under the recording's analysis version K (default: its newest)")
     p.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    spread = p.add_mutually_exclusive_group()
+    spread.add_argument("--workers", type=positive(int, "a whole number of worker processes >= 1"), metavar="N",
+                        help="spread the work over N local Dask worker processes (needs shotwatch[dask])")
+    spread.add_argument("--scheduler", metavar="ADDR",
+                        help="spread the work over your running Dask cluster at ADDR (tcp://host:port, tls://…)")
     p.set_defaults(func=_check_and_reduce)
 
 

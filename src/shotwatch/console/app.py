@@ -16,7 +16,9 @@ in the environment wins (an operator who asks for truecolor gets it).
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -27,8 +29,10 @@ from textual.binding import BindingType
 
 from ..link.messages import Hello
 from ..link.protocols import Feed
+from ..link.wire import CHANGING_OPS
 from .events import Ask, Display, Picture, Say, Severity
 from .feedloop import FeedLoop, FeedNotice, Greeted, RequestDone, SnapshotReady
+from .format import alarm_key, recomputed_text
 from .keys import bindings
 from .live import LiveScreen
 from .model import Snapshot
@@ -69,6 +73,9 @@ class ShotwatchApp(App[int]):
         self.paused = False
         self.closing = False
         self.notices: list[tuple[float, str, str]] = []
+        self.ringing: set[str] = set()
+        """The alarms ringing at the last snapshot (by kind), so each rings the bell once."""
+        self.bells = 0
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """Every control request sent (op, args), for the tests and the history."""
         self.live = LiveScreen(settings)
@@ -99,16 +106,39 @@ class ShotwatchApp(App[int]):
 
     def _show(self) -> None:
         """Hand the live screen what it paints at its next tick."""
-        self.live.picture = Picture(self.snapshot, self.connected, self.skipped, self.paused)
+        self.live.picture = Picture(self.snapshot, self.connected, self.skipped, self.paused, self.feed.read_only)
 
     # --- messages from the feed thread -------------------------------------------------
 
     def on_snapshot_ready(self, msg: SnapshotReady) -> None:
         first = self.snapshot is None and msg.snapshot is not None
-        self.snapshot, self.connected, self.skipped = msg.snapshot, msg.connected, msg.skipped
+        old, self.snapshot, self.connected, self.skipped = self.snapshot, msg.snapshot, msg.connected, msg.skipped
+        self._ring(msg.snapshot)
+        self._recomputed(old, msg.snapshot)
         self._show()
         if first and not self.paused:
             self.live.tick()  # the first data go on screen now, not at the next tick
+
+    def _ring(self, snap: Snapshot | None) -> None:
+        """The terminal bell, once, when an alarm starts (the recorder's notice says which;
+        the status line stays red while any rings)."""
+        status = snap.status if snap is not None else None
+        if status is None:
+            return
+        ringing = {alarm_key(text) for text in status.alarms}
+        if ringing - self.ringing and not self.closing:
+            self.bell()
+            self.bells += 1
+        self.ringing = ringing
+
+    def _recomputed(self, old: Snapshot | None, new: Snapshot | None) -> None:
+        """A notice when a recomputed state was swapped in (the model says so once per epoch)."""
+        if new is None or new.recomputed is None:
+            return
+        if old is not None and (old.epoch, old.recomputed) == (new.epoch, new.recomputed):
+            return
+        shots, seconds = new.recomputed
+        self.notice(recomputed_text(shots, seconds) + f": on screen now, analysis v{new.analysis_version}")
 
     def on_greeted(self, msg: Greeted) -> None:
         self.hello = msg.hello
@@ -118,6 +148,8 @@ class ShotwatchApp(App[int]):
         self.notice(msg.text, severity=severity, when=msg.time)
 
     def on_request_done(self, msg: RequestDone) -> None:
+        if self.live.request_done(msg.op, msg.reply, msg.args):
+            return
         if not msg.reply.ok:
             self.notice(f"{msg.op} refused: {msg.reply.error or 'no reason given'}", severity="warning")
             if msg.op == "set_roi":
@@ -148,8 +180,9 @@ class ShotwatchApp(App[int]):
                         timeout=INFO_TOAST_S if severity == "information" else ERROR_TOAST_S)
 
     def send(self, op: str, *, timeout: float = 2.0, **args: Any) -> bool:
-        """A control request via the feed thread; refused at once on a read-only feed."""
-        if self.feed.read_only:
+        """A control request via the feed thread; one that changes anything is refused at once
+        on a read-only feed (``recompute`` changes nothing stored: any console may ask)."""
+        if self.feed.read_only and op in CHANGING_OPS:
             self.notice(f"{op} refused: this console is read-only", severity="warning")
             return False
         self.requests.append((op, args))
@@ -195,6 +228,15 @@ def _limit_colors(app: App[Any], depth: int) -> None:
     app.console._color_system = min(current, cap)
 
 
+def _user() -> str:
+    """``user@host``, as an analysis version records who set it."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        name = str(os.getuid())
+    return f"{name}@{socket.gethostname()}"
+
+
 def make_app(
     feed: Feed,
     *,
@@ -205,6 +247,7 @@ def make_app(
     window: int = WINDOW_SHOTS,
     clock: Callable[[], float] = time.time,
     source_label: str | None = None,
+    user: str | None = None,
 ) -> ShotwatchApp:
     """The console on ``feed``; the command line and the tests both build it here.
 
@@ -217,10 +260,11 @@ def make_app(
         window: shots kept for sparklines, histogram, correlation and trend.
         clock: wall clock (tests pass a fake one).
         source_label: what the status bar calls the source (default: the recorder's kind).
+        user: who this console is, for the analysis versions it sets (default ``user@host``).
     """
     hz = refresh_hz if refresh_hz is not None else (REFRESH_HZ_LOW if low_bandwidth else REFRESH_HZ)
     if not hz > 0:
         raise ValueError(f"--refresh: expected a rate > 0 Hz, found {hz}")
     settings = Display(refresh_hz=hz, low_bandwidth=low_bandwidth, plot_every=plot_every, image_every=image_every,
-                       clock=clock, source_label=source_label)
+                       clock=clock, source_label=source_label, user=user or _user())
     return ShotwatchApp(feed, settings=settings, window=window)

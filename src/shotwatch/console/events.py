@@ -47,6 +47,8 @@ class Picture:
     connected: bool = True
     skipped: int = 0
     paused: bool = False
+    read_only: bool = False
+    """The feed refuses requests that change anything (no token): the forms do not open."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,5 @@ class Display:
     image_every: float = 10.0
     clock: Callable[[], float] = time.time
     source_label: str | None = None
+    user: str = ""
+    """``user@host`` of this console: who set an analysis version."""

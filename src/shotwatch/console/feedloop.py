@@ -16,12 +16,21 @@ from typing import Any
 
 from textual.message import Message
 
-from ..link.messages import Hello, NoticeMsg, Reply, ResetMsg
+from ..link.messages import Hello, NoticeMsg, Reply, ResetMsg, StatusMsg
 from ..link.protocols import Feed
+from .darks import dark_from_reply
 from .model import LiveModel, Snapshot
 from .tuning import FEED_POLL_S, HELLO_RETRY_S, HELLO_TIMEOUT_S, LOOP_ERROR_PAUSE_S, WINDOW_SHOTS
 
 __all__ = ["FeedLoop", "FeedNotice", "Greeted", "RequestDone", "SnapshotReady"]
+
+DARK_RETRY_S = 5.0
+"""A dark that could not be fetched is asked for again after this long."""
+DARK_TIMEOUT_S = 10.0
+"""A dark is two float32 frames (4 MB for an MPCCD sensor): 10 s even over a slow link."""
+REHELLO_S = 1.0
+"""Least seconds between two hellos asked for because the model's epoch is stale (a hello
+answered from the control process's cache may still be the old one)."""
 
 @dataclass
 class SnapshotReady(Message):
@@ -78,6 +87,8 @@ class FeedLoop:
         self._thread = threading.Thread(target=self._run, name="shotwatch-feed", daemon=True)
         self.model: LiveModel | None = None
         self._hello: Hello | None = None
+        self._dark_asked: dict[tuple[str, int], float] = {}  # when each missing dark was last asked for
+        self._rehello_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -118,6 +129,7 @@ class FeedLoop:
                 if self.model is None and not self._greet():
                     continue
                 self._poll()
+                self._fetch_darks()
                 key = (self.model.version if self.model else -1, self.feed.connected, self.feed.skipped)
                 now = time.monotonic()
                 if self.model is not None and key != last_key and now - last_post >= self._every:
@@ -148,6 +160,27 @@ class FeedLoop:
         self._hello = hello
         self._post(Greeted(hello))
 
+    def _fetch_darks(self) -> None:
+        """Ask the recorder for the dark frames the analysis names that the model lacks
+        (a console that joined after a dark was taken); again every few seconds until it has them."""
+        assert self.model is not None
+        now = time.monotonic()
+        for det, k in self.model.missing_darks:
+            asked = self._dark_asked.get((det, k))
+            if asked is not None and now - asked < DARK_RETRY_S:
+                continue
+            if asked is None:
+                self._post(FeedNotice(time.time(), "warning", f"dark of {det} v{k}: fetching it from the recorder; "
+                                                              "ROI values are not shown until it is here"))
+            self._dark_asked[(det, k)] = now
+            reply = self.feed.request("get_dark", timeout=DARK_TIMEOUT_S, detector=det, version=k)
+            try:
+                frame = dark_from_reply(reply, detector=det, version=k, shapes=self.model.shapes)
+            except ValueError as exc:
+                self._post(FeedNotice(time.time(), "error", f"{exc}: ROI values are not shown until it is here"))
+                continue
+            self.model.add_dark(det, k, frame)
+
     def _check_new_recorder(self) -> None:
         """A recorder restarted with another configuration: its numbers need a new model."""
         hello = self.feed.last_hello
@@ -155,7 +188,9 @@ class FeedLoop:
             return
         old = self._hello
         self._hello = hello
-        if old is not None and (hello.config, hello.source.detectors) == (old.config, old.source.detectors):
+        model = self.model
+        if old is not None and model is not None and hello.epoch == model.epoch \
+                and (hello.config, hello.source.detectors) == (model.config, old.source.detectors):
             return  # same analysis: the averages simply continue
         self._adopt(hello)
         self._post(FeedNotice(time.time(), "warning", "the recorder's configuration changed: averages restarted"))
@@ -171,3 +206,22 @@ class FeedLoop:
             self.model.apply(msg)
             if isinstance(msg, ResetMsg):  # the recorder restarted every console's averages
                 self._post(FeedNotice(msg.time, "info", msg.reason))
+            # Only a heartbeat says an epoch was missed: right after an AnalysisMsg the status
+            # in hand is still the one before it (a hello then, at every change, restarted the
+            # averages with a "missed" warning).
+            if isinstance(msg, StatusMsg) and self.model.stale:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """An analysis change was missed (the status's epoch is not the model's): start over from
+        a new hello; the messages after this status belong to it (at most once a second)."""
+        now = time.monotonic()
+        if now - self._rehello_at < REHELLO_S:
+            return
+        self._rehello_at = now
+        hello = self.feed.hello(timeout=HELLO_TIMEOUT_S)
+        if hello is None:
+            return
+        self._adopt(hello)
+        self._post(FeedNotice(time.time(), "warning", f"missed an analysis change: now under analysis version "
+                                                      f"{hello.analysis_version} (epoch {hello.epoch}), averages restarted"))

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from rich.text import Text
 
-from ..link.messages import Status
-from ..schemas import Roi
+from ..link.messages import Progress, Status
+from ..schemas import DarkFrame, Roi
 from .tuning import STALE_AFTER_S, TAG_RANGES_SHOWN
 
 __all__ = [
-    "BARS", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
-    "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
+    "BARS", "LAYERS", "alarm_key", "layer_head", "recompute_text", "recomputed_text", "STALE_AFTER_S", "fmt_age", "fmt_bytes", "fmt_num", "fmt_rate", "rect_text", "selected_text",
+    "short_name", "sparkline", "status_text", "tag_ranges_text", "vetoes_text",
 ]
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -118,12 +118,15 @@ def vetoes_text(shots: Mapping[str, object] | None) -> str:
     return text + ("  vetoed " + " · ".join(parts) if parts else "")
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
     """A facility name shortened for narrow screens: the last two path parts of ``a_b_c/d``."""
     if "/" not in name:
         return name
     head, _, tail = name.rpartition("/")
     return f"{head.rsplit('_', 1)[-1]}/{tail}"
+
+
+_short = short_name
 
 
 def status_text(
@@ -135,11 +138,14 @@ def status_text(
     tag_ranges: Sequence[tuple[int, int]],
     paused: bool = False,
     source_label: str | None = None,
+    analysis: tuple[int, Progress | None, bool] | None = None,
 ) -> Text:
     """The two status lines.
 
     Line 1: source, run, last tag, rate, age of the newest shot, skipped blocks. Line 2:
-    recorder state, recording size, free disk, received tag ranges, missing detectors.
+    alarms, recorder state, recording size, free disk, the analysis version the numbers are
+    under and a recomputation under way (``analysis``: version, progress, awaiting its state;
+    default: the recorder's), received tag ranges, missing detectors.
     ``now`` is the console's clock: the age shown grows between heartbeats so that a silent
     recorder ages visibly instead of freezing at its last report.
     """
@@ -155,7 +161,7 @@ def status_text(
         text.append(f" · skipped {skipped} blocks", style="bold")
     text.append("\n")
     if status is not None:
-        _status_line2(text, status)
+        _status_line2(text, status, analysis or (status.analysis_version, status.recompute, False))
     text.append(f"tags {tag_ranges_text(tag_ranges)}")
     if status is not None and status.not_in_stream:
         text.append(" · missing: " + ", ".join(_short(n) for n in status.not_in_stream), style="bold")
@@ -177,13 +183,38 @@ def _status_line1(line: Text, st: Status, *, now: float, source_label: str | Non
     line.append_text(fmt_age(age))
 
 
-def _status_line2(line: Text, st: Status) -> None:
+def _status_line2(line: Text, st: Status, analysis: tuple[int, Progress | None, bool]) -> None:
+    if st.alarms:  # first, where a narrow terminal cannot cut it off (the line is red as well)
+        line.append("ALARM " + "; ".join(st.alarms), style="reverse bold")
+        line.append(" · ")
     line.append(st.state, style="reverse bold" if st.state == "failed" else "")
     if st.state == "recording" or st.bytes:
         line.append(f" {fmt_bytes(st.bytes)}")
     if st.free_bytes is not None:
         line.append(f" · free {fmt_bytes(st.free_bytes)}")
+    version, progress, awaiting = analysis
+    line.append(f" · analysis v{version}")
+    if progress is not None:
+        line.append(f" · {recompute_text(progress.done, progress.total)}", style="bold")
+    elif awaiting:  # the change came, its recomputed state has not (and no progress yet)
+        line.append(" · recomputing…", style="bold")
     line.append(" · ")
+
+
+def recompute_text(done: int, total: int) -> str:
+    """``recomputing: 1,200 of 108,000 shots`` (the recorder's progress in the status line)."""
+    return f"recomputing: {done:,} of {total:,} shots"
+
+
+def recomputed_text(shots: int, seconds: float) -> str:
+    """The notice when a recomputed state is swapped in: ``recomputed 108,000 shots in 4.2 s``."""
+    return f"recomputed {shots:,} shots in {seconds:.1f} s"
+
+
+def alarm_key(text: str) -> str:
+    """Which alarm a line of ``Status.alarms`` is (its first word: ``stale``, ``accepted``,
+    ``beam``): its figures change while it rings, its kind does not."""
+    return text.split(None, 1)[0].rstrip(":") if text.strip() else ""
 
 
 def roi_line(
@@ -247,3 +278,22 @@ def selected_text(applied: Roi | None, requested: Roi | None, *, selected: str |
     if requested is not None:
         text += f" → requested {rect_text(requested, name=False)}"
     return text + f" · view {view}"
+
+
+LAYERS = ("image", "dark", "mask")
+"""What the detector view shows, in the order ``d`` cycles through them."""
+
+
+def layer_head(detector: str, layer: str, *, frame: DarkFrame | None = None, version: int | None = None,
+               mask: np.ndarray | None = None) -> str:
+    """The detector view's first line for the dark or the mask (or why there is none)."""
+    if layer == "dark":
+        if frame is None:
+            return f"{detector} · dark: none in the analysis in force — D takes one"
+        v = f" v{version}" if version is not None else ""
+        std = np.asarray(frame.std, np.float64)
+        return (f"{detector} · dark{v}: mean of {frame.frames} frames (tags {frame.first_tag}–{frame.last_tag}), "
+                f"median {fmt_num(float(np.nanmedian(frame.mean)))} ADU, noise {fmt_num(float(np.nanmedian(std)))} ADU")
+    if mask is None or not mask.any():
+        return f"{detector} · mask: no pixel masked ([[mask]], calibration.dark_noise_max_adu)"
+    return f"{detector} · mask: {int(mask.sum()):,} of {mask.size:,} pixels never count (white)"

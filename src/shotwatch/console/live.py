@@ -19,15 +19,18 @@ from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
+from ..link.messages import Reply
 from ..schemas import Roi
 from . import format as fmt
 from .events import Ask, Display, Picture, Say, Severity
-from .keys import CONFIRM_BAR, FORM_BAR, bar_text, bindings, main_bar
+from .flows import Flows
+from .keys import CHOOSER_BAR, CONFIRM_BAR, FORM_BAR, YES_NO_BAR, bar_text, bindings, main_bar
+from .lineform import Chooser, FormState
 from .panels import DetectorView, KeyBar, PlotArea, RoiRows, SelectedLine, StatusBar
 from .roiedit import form_values, grown, moved, new_roi_values, parse_form
 from .selection import Selection
 from .tuning import GRAB_FRAMES
-from .widgets import RoiForm
+from .widgets import LineForm, RoiForm
 
 __all__ = ["LiveScreen"]
 
@@ -49,10 +52,14 @@ class LiveScreen(Screen[None]):
         self.picture = Picture()
         """Set by the App whenever the feed or the pause state changes; painted on the tick."""
         self.view = "numbers" if settings.low_bandwidth else "scan"
+        self.detector_layer = "image"
+        """What the detector view shows: the mean image, the dark or the mask (``d`` cycles)."""
         self.selection = Selection()
         self.confirm_delete: str | None = None
         self._force = True
         self._painting = True
+        self.flows: Flows | None = None
+        """The one-line row's questions (the analysis form, D, R, the c and h choosers)."""
 
     @property
     def selected(self) -> str | None:
@@ -69,9 +76,14 @@ class LiveScreen(Screen[None]):
         detector.display = False
         yield detector
         yield RoiForm(id="form")
-        yield KeyBar(bar_text(main_bar()), id="keys")
+        line = LineForm(id="line")
+        line.display = False
+        yield line
+        yield KeyBar(bar_text(main_bar(), self.app.size.width), id="keys")
 
     def on_mount(self) -> None:
+        self.flows = Flows(self.query_one(LineForm), ask=self._ask, say=self._say, show=self.action_view,
+                           user=self.settings.user)
         self.set_interval(1.0 / self.settings.refresh_hz, self.tick, name="paint")
         self.tick()
 
@@ -95,20 +107,43 @@ class LiveScreen(Screen[None]):
             self._force = True
         sel = self.selection
         self.query_one(RoiRows).show(snap, selected=sel.selected, low=self.settings.low_bandwidth)
-        self.query_one(SelectedLine).show(sel.applied(snap), sel.requested(), selected=sel.selected, view=self.view,
-                                          confirm_delete=self.confirm_delete)
+        self._paint_selected()
         now = self.settings.clock()
         if self.view == "detector":
             self.query_one(DetectorView).show(snap, applied=sel.applied(snap), selected=sel.selected, now=now,
-                                              force=self._force)
-        elif not self.settings.low_bandwidth:
-            self.query_one(PlotArea).show(snap, view=self.view, selected=sel.selected, now=now, force=self._force)
+                                              force=self._force, layer=self.detector_layer)
+        else:
+            choice = self.flows.choice if self.flows else None
+            self.query_one(PlotArea).show(snap, view=self.view, selected=sel.selected, now=now, force=self._force,
+                                          choice=choice, low=self.settings.low_bandwidth)
         self._force = False
+
+    def _paint_selected(self) -> None:
+        snap, sel = self.picture.snapshot, self.selection
+        line = self.query_one(LineForm)
+        note = line.message if line.is_open else None
+        view = self.view if self.view != "detector" or self.detector_layer == "image" else f"detector ({self.detector_layer})"
+        self.query_one(SelectedLine).show(sel.applied(snap), sel.requested(), selected=sel.selected, view=view,
+                                          confirm_delete=self.confirm_delete, note=note)
 
     def _paint_keys(self) -> None:
         form_open = bool(self.query(RoiForm)) and self.query_one(RoiForm).is_open
-        pairs = CONFIRM_BAR if self.confirm_delete is not None else FORM_BAR if form_open else main_bar()
+        line = self.query_one(LineForm)
+        pairs: tuple[tuple[str, str], ...]
+        if line.is_open:
+            state = line.state
+            pairs = FORM_BAR if isinstance(state, FormState) else CHOOSER_BAR if isinstance(state, Chooser) else YES_NO_BAR
+        else:
+            pairs = CONFIRM_BAR if self.confirm_delete is not None else FORM_BAR if form_open else main_bar()
         self.query_one(KeyBar).show(pairs)
+
+    def _rows(self) -> None:
+        """The row shows the line form while it is open, else the ROI form; repaint the lines
+        that say what the keys do now (at once: the operator waits for them)."""
+        line = self.query_one(LineForm)
+        self.query_one(RoiForm).display = not line.is_open
+        self._paint_keys()
+        self._paint_selected()
 
     def _repaint(self) -> None:
         self._force = True
@@ -130,9 +165,14 @@ class LiveScreen(Screen[None]):
     # --- views and selection -----------------------------------------------------------
 
     def action_view(self, view: str) -> None:
-        if self.settings.low_bandwidth and view != "detector":
-            # --low-bandwidth draws no plots: only the detector view's text and the numbers.
-            self._say("plots are off in --low-bandwidth (numbers only)")
+        if view == "detector" and self.view == "detector":  # d again: the dark, the mask, the image
+            self.detector_layer = fmt.LAYERS[(fmt.LAYERS.index(self.detector_layer) + 1) % len(fmt.LAYERS)]
+        elif view == "detector":
+            self.detector_layer = "image"
+        if self.settings.low_bandwidth and view not in ("detector", "correlation", "histogram"):
+            # --low-bandwidth draws no plots: the numbers, the detector view's text, and one
+            # line of text for the correlation and the histogram.
+            self._say("plots are off in --low-bandwidth (numbers; c and h show one line)")
             view = "numbers"
             self.query_one(PlotArea).paint("")
         self.view = view
@@ -213,18 +253,24 @@ class LiveScreen(Screen[None]):
         self._repaint()
 
     def on_key(self, event: Key) -> None:
-        """Keys for the form (all of them, in order while open) and the delete confirmation."""
-        form = self.query_one(RoiForm)
-        if self.confirm_delete is None and form.is_open:
-            form.key(event.key, event.character)
+        """Keys for the forms (all of them, in order while open) and the delete confirmation."""
+        form, line = self.query_one(RoiForm), self.query_one(LineForm)
+        if self.confirm_delete is None and (form.is_open or line.is_open):
             event.stop()  # an open form owns the keyboard until Enter or Esc
             event.prevent_default()
+            if line.is_open:
+                line.key(event.key, event.character)
+                self._paint_selected()
+            else:
+                form.key(event.key, event.character)
             return
         if self.confirm_delete is None:
-            # Keys that open the form act here, not as bindings: bindings run when the key
+            # Keys that open a form act here, not as bindings: bindings run when the key
             # has bubbled to the app, after the screen has already passed on the keys typed
             # right behind it (a burst over a slow link), which must reach the form.
-            opener = {"e": self.action_edit, "n": self.action_new, "m": self.open_mark_form}.get(event.key)
+            opener = {"e": self.action_edit, "n": self.action_new, "m": self.open_mark_form, "a": self.action_analysis,
+                      "D": self.action_dark, "c": self.action_choose_correlation,
+                      "h": self.action_choose_histogram}.get(event.key)
             if opener is not None:
                 event.stop()
                 event.prevent_default()
@@ -297,3 +343,56 @@ class LiveScreen(Screen[None]):
             self._say("the replay is already as fast as possible")
         else:  # from as fast as possible, slower is the recorded pace
             self._ask("speed", speed=now * factor if now else 1.0)
+
+    # --- the one-line row: the analysis form, darks, recomputation, what c and h show ---------
+
+    def _flows(self) -> Flows:
+        assert self.flows is not None, "mounted"
+        return self.flows
+
+    def action_analysis(self) -> None:
+        self._flows().analysis(self.picture.snapshot, read_only=self.picture.read_only)
+        self._rows()
+
+    def action_dark(self) -> None:
+        roi = self.selection.current(self.picture.snapshot)
+        self._flows().dark(roi.detector if roi else next(iter(self._shapes()), None), read_only=self.picture.read_only)
+        self._rows()
+
+    def action_recompute(self) -> None:
+        self._flows().recompute()
+
+    def _value_names(self) -> list[str]:
+        snap = self.picture.snapshot
+        return list(snap.named) if snap else []
+
+    def action_choose_correlation(self) -> None:
+        self._flows().choose_correlation(self._value_names(), self.selected)
+        self._rows()
+
+    def action_choose_histogram(self) -> None:
+        self._flows().choose_histogram(self._value_names())
+        self._rows()
+
+    def on_line_form_submitted(self, msg: LineForm.Submitted) -> None:
+        self._flows().submitted(msg.purpose, msg.values, self.picture.snapshot)
+        self._rows()
+
+    def on_line_form_chosen(self, msg: LineForm.Chosen) -> None:
+        self._flows().chosen(msg.purpose, msg.item)
+        self._rows()
+
+    def on_line_form_answered(self, msg: LineForm.Answered) -> None:
+        self._flows().answered(msg.purpose, msg.yes)
+        self._rows()
+
+    def on_line_form_cancelled(self, msg: LineForm.Cancelled) -> None:
+        self._flows().cancelled(msg.purpose)
+        self._rows()
+
+    def request_done(self, op: str, reply: Reply, args: dict[str, object]) -> bool:
+        """The App's word that a request came back; True if the row handled it."""
+        if self.flows is None or not self.flows.reply(op, reply, dict(args)):
+            return False
+        self._rows()
+        return True

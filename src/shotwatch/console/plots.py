@@ -15,6 +15,7 @@ import numpy as np
 import plotext as plt
 
 from .model import Snapshot
+from .views import Choice, bounds, corr_pair, hist_name, pair
 
 __all__ = ["VIEWS", "render_view"]
 
@@ -24,25 +25,33 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _MARKERS = ("●", "○", "×")
 
 
-def render_view(view: str, snap: Snapshot, roi: str | None, *, width: int, height: int) -> str:
-    """One view of the selected ROI as plain text of at most ``width`` x ``height`` cells.
+def render_view(view: str, snap: Snapshot, roi: str | None, *, width: int, height: int,
+                choice: Choice | None = None) -> str:
+    """One view as plain text of at most ``width`` x ``height`` cells.
 
     Args:
         view: "scan", "correlation", "histogram" or "trend".
         snap: the model snapshot.
         roi: the selected ROI name (None: no ROI yet).
         width, height: the plot area in cells.
+        choice: the values ``c`` and ``h`` chose (default: the selected ROI's).
     """
-    if roi is None:
+    chosen = choice is not None and (view == "correlation" and choice.corr or view == "histogram" and choice.hist)
+    if roi is None and not chosen:
         return "no ROI defined — press n to add one"
     if width < 20 or height < 5:
         return ""  # too small to say anything useful; the numbers above still do
     fig = _figure(width, height)
-    drawer = {"scan": _scan, "correlation": _corr, "histogram": _hist, "trend": _trend}[view]
-    footer = _bin_counts(snap, roi, width) if view == "scan" else ""
+    footer = _bin_counts(snap, roi, width) if view == "scan" and roi is not None else ""
     if footer:
         fig.plot_size(width, height - 1)
-    empty = drawer(fig, snap, roi)
+    if view == "correlation":
+        empty = _corr(fig, snap, corr_pair(snap, choice, roi))
+    elif view == "histogram":
+        empty = _hist(fig, snap, hist_name(snap, choice, roi))
+    else:
+        assert roi is not None
+        empty = {"scan": _scan, "trend": _trend}[view](fig, snap, roi)
     if empty:
         return empty
     return _ANSI.sub("", str(fig.build())).rstrip("\n") + footer
@@ -123,27 +132,43 @@ def _arr(values: Sequence[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def _corr(fig: Any, snap: Snapshot, roi: str) -> str:
-    ser = snap.series.get(roi)
-    if ser is None or not len(ser.corr_value):
-        return f"{roi} vs I0: no shot with both values yet"
-    acc = ser.corr_accepted
+def _corr(fig: Any, snap: Snapshot, names: tuple[str, str] | None) -> str:
+    """y against x over the last shots of the window (``c`` chooses them)."""
+    p = pair(snap, *names) if names else None
+    if p is None or not len(p.xs):
+        x, y = names or ("?", "?")
+        return f"{y} vs {x}: no shot with both values yet — c chooses others"
+    acc = p.accepted
     # vetoed shots stay on the plot (small dots) so the I0 window can be judged against them
     for mask, label, marker in ((acc, "accepted", "•"), (~acc, "vetoed", "·")):
         if mask.any():
-            _signal(fig, ser.corr_i0[mask], ser.corr_value[mask], f"{label} ({int(mask.sum())})", marker, lines=False)
-    fig.label("I0", axis="x")
-    fig.title(f"{roi} vs I0 (last {len(ser.corr_value)} shots)")
+            _signal(fig, p.xs[mask], p.ys[mask], f"{label} ({int(mask.sum())})", marker, lines=False)
+    fig.label(_short(p.x), axis="x")
+    fig.title(f"{_short(p.y)} vs {_short(p.x)} (last {len(p.xs)} shots with both)")
     return ""
 
 
-def _hist(fig: Any, snap: Snapshot, roi: str) -> str:
-    ser = snap.series.get(roi)
-    if ser is None or not ser.hist_counts.sum():
-        return f"{roi}: no accepted shot with a value yet"
-    centers = (ser.hist_edges[:-1] + ser.hist_edges[1:]) / 2
-    fig.bar(list(centers), list(ser.hist_counts.astype(float)))
-    fig.title(f"{roi} histogram, accepted shots since reset ({int(ser.hist_counts.sum())} in range)")
+def _hist(fig: Any, snap: Snapshot, name: str | None) -> str:
+    """The value's histogram since reset, with the accepted window(s) on it (``h`` chooses)."""
+    ser = snap.hists.get(name) if name else None
+    if name is None or ser is None or not ser.counts.sum():
+        return f"{name}: no shot with a value yet — h chooses another"
+    centers = (ser.edges[:-1] + ser.edges[1:]) / 2
+    fig.draw(fig.bar(list(centers), list(ser.counts.astype(float))))  # plotext draws what is drawn, only
+    lo, hi = float(ser.edges[0]), float(ser.edges[-1])
+    windows = bounds(snap.config, name)
+    for b in windows:  # a bound off the histogram's range would only squash the bars
+        for x in (b.lo, b.hi):
+            if x is not None and lo <= x <= hi:
+                fig.line(x, orientation="v")
+    total = int(ser.counts.sum()) + ser.under + ser.over
+    what = "accepted shots" if name in {v.name for v in snap.rois} else "shots"
+    title = f"{_short(name)} histogram: {total} {what} since reset"
+    if ser.under or ser.over:
+        title += f" (outside: {ser.under} below, {ser.over} above)"
+    if windows:
+        title += " · " + ", ".join(w.text() for w in windows)
+    fig.title(title)
     return ""
 
 

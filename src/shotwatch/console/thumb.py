@@ -27,23 +27,27 @@ _MARGIN = 6
 _ROI_STYLE = "bold yellow"
 
 
-def downsample(image: npt.NDArray[np.floating], rows: int, cols: int) -> npt.NDArray[np.float64]:
-    """Block means of ``image`` to at most ``rows`` x ``cols`` pixels (NaN-aware)."""
+def downsample(image: npt.NDArray[np.floating], rows: int, cols: int, *, pool: str = "mean") -> npt.NDArray[np.float64]:
+    """Block means (``pool="max"``: maxima) of ``image`` to at most ``rows`` x ``cols`` pixels
+    (NaN-aware)."""
     h, w = image.shape
     ys = np.linspace(0, h, min(rows, h) + 1).astype(int)
     xs = np.linspace(0, w, min(cols, w) + 1).astype(int)
     img = np.asarray(image, np.float64)
+    if pool == "max":  # one masked pixel in a block must show
+        out = np.maximum.reduceat(np.maximum.reduceat(np.nan_to_num(img), ys[:-1], axis=0), xs[:-1], axis=1)
+        return np.asarray(out, np.float64)
     # Sum along each axis with reduceat, then divide by block areas: O(H*W), no Python loops.
     s = np.add.reduceat(np.add.reduceat(np.nan_to_num(img), ys[:-1], axis=0), xs[:-1], axis=1)
     area = np.outer(np.diff(ys), np.diff(xs))
     return np.asarray(s / area, np.float64)
 
 
-def _levels(img: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+def _levels(img: npt.NDArray[np.float64], span: tuple[float, float] | None = None) -> npt.NDArray[np.int64]:
     finite = img[np.isfinite(img)]
     if not finite.size:
         return np.zeros(img.shape, np.int64)
-    lo, hi = np.percentile(finite, [1.0, 99.5])
+    lo, hi = span if span is not None else np.percentile(finite, [1.0, 99.5])
     scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
     return np.clip((np.nan_to_num(scaled) * (_LEVELS - 1)).round(), 0, _LEVELS - 1).astype(np.int64)
 
@@ -59,22 +63,24 @@ def thumbnail(
     width: int,
     height: int,
     selected: str | None = None,
+    mask: bool = False,
 ) -> Text:
     """The image in at most ``width`` x ``height`` cells, including axis labels.
 
     Args:
-        image: ``[H, W]`` mean image (rows y, columns x).
+        image: ``[H, W]`` mean image (rows y, columns x), or a mask (bool).
         rois: rectangles to outline (those on this detector); the selected one double-lined.
         width, height: cells available.
         selected: name of the selected ROI.
+        mask: ``image`` is a mask: a cell is white where any of its pixels is masked.
     """
     h, w = image.shape
     cols, rows = max(4, width - _MARGIN), max(2, height - 1)
     # Keep pixels square: one cell is one column wide and two image rows tall.
     scale = max(w / cols, h / (2 * rows))
     cols, rows = max(1, int(w / scale)), max(1, int(np.ceil(h / scale / 2)))
-    small = downsample(image, 2 * rows, cols)
-    lv = _levels(small)
+    small = downsample(image, 2 * rows, cols, pool="max" if mask else "mean")
+    lv = _levels(small, (0.0, 1.0) if mask else None)
     if lv.shape[0] % 2:
         lv = np.vstack([lv, np.zeros((1, lv.shape[1]), np.int64)])
     marks = _outline(rois, lv.shape[1], lv.shape[0] // 2, w / lv.shape[1], h / lv.shape[0] * 2, selected)

@@ -6,9 +6,12 @@ a slow SSH link must never queue output ahead of the keys the operator types.
 
 from __future__ import annotations
 
+# What a console keeps is what a recomputation sends it: one definition, beside the reducers.
+from ..reducers.liveset import HIST_BINS, TREND_BLOCKS, WINDOW_SHOTS
+
 __all__ = [
     "ERROR_TOAST_S", "FEED_POLL_S", "GRAB_FRAMES", "GREY_LEVELS", "HELLO_RETRY_S", "HELLO_TIMEOUT_S",
-    "HIST_BINS", "IMAGE_EVERY", "INFO_TOAST_S", "LOOP_ERROR_PAUSE_S", "NOTICE_HISTORY", "PLOT_EVERY",
+    "DARK_FRAMES", "HIST_BINS", "IMAGE_EVERY", "NAMED_I0", "INFO_TOAST_S", "LOOP_ERROR_PAUSE_S", "NOTICE_HISTORY", "PLOT_EVERY",
     "REFRESH_HZ", "REFRESH_HZ_LOW", "SEEK_STEP_S", "SNAPSHOT_EVERY", "SPARK_MAX", "SPARK_MAX_LOW",
     "STALE_AFTER_S", "TAG_RANGES_SHOWN", "TREND_BLOCKS", "WINDOW_SHOTS",
 ]
@@ -45,16 +48,6 @@ fewer bytes (~20 per style change)."""
 
 # --- what is kept ----------------------------------------------------------------------------
 
-WINDOW_SHOTS = 2000
-"""Shots kept for sparklines, the correlation plot and the histogram's recent data: half a
-minute at 60 Hz, enough to judge an I0 window."""
-
-HIST_BINS = 40
-"""Histogram bins: fits an 80-column plot with a readable bar per bin."""
-
-TREND_BLOCKS = 500
-"""Blocks kept for the trend plot (one point per block: ~2 min of 0.25 s blocks)."""
-
 NOTICE_HISTORY = 500
 """Notices kept for ``l``."""
 
@@ -62,6 +55,12 @@ NOTICE_HISTORY = 500
 
 GRAB_FRAMES = 10
 """Frames averaged by ``g`` (the 2019 toolkit's operator ROI used a 10-frame average)."""
+
+DARK_FRAMES = 600
+"""Frames ``D`` offers to average into a dark (as ``shotwatch dark``: 20 s at 30 Hz)."""
+
+NAMED_I0 = "I0"
+"""What the correlation and histogram choosers call the I0 monitor (its facility name is long)."""
 
 SEEK_STEP_S = 10.0
 """Seconds of recorded time ``[`` and ``]`` move a replay."""

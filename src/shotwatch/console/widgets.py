@@ -6,6 +6,7 @@ Textual re-sends a widget's whole region on every refresh and never diffs frames
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +16,9 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
-__all__ = ["FormMode", "Painted", "RoiForm"]
+from .lineform import Chooser, Field, FormState, chooser_key, form_key, render_chooser, render_form
+
+__all__ = ["FormMode", "LineForm", "Painted", "RoiForm"]
 
 FormMode = Literal["edit", "new", "mark"]
 _FIELDS = ("name", "detector", "x0", "x1", "y0", "y1")
@@ -179,3 +182,130 @@ class RoiForm(Horizontal):
         else:
             return False
         return True
+
+
+class LineForm(Painted):
+    """The one-line row the console asks on: a paged form, a filtered list, or a y/n question.
+
+    Hidden while closed (the ROI form's row shows then); open, it takes the ROI form's place
+    and, like it, never takes focus: the screen hands it every key in arrival order
+    (:meth:`key`), so keys typed ahead over a slow link land where they were meant to. The
+    state is a pure value (``lineform.py``); this widget paints it and posts what happened.
+    ``purpose`` tells the screen which question was answered.
+    """
+
+    @dataclass
+    class Submitted(Message):
+        """Enter in a form: the values as typed, by field key."""
+
+        purpose: str
+        values: dict[str, str]
+
+    @dataclass
+    class Chosen(Message):
+        """Enter in a chooser: the item picked."""
+
+        purpose: str
+        item: str
+
+    @dataclass
+    class Answered(Message):
+        """A key after a y/n question: ``yes`` only for ``y``."""
+
+        purpose: str
+        yes: bool
+
+    @dataclass
+    class Cancelled(Message):
+        """Esc: nothing asked for."""
+
+        purpose: str
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.purpose: str | None = None
+        self.state: FormState | Chooser | str | None = None
+        self.title = ""
+        self.note: str | None = None
+        """A line for the message row: an error or a wait, replacing the active field's hint."""
+
+    @property
+    def is_open(self) -> bool:
+        return self.purpose is not None
+
+    @property
+    def message(self) -> str:
+        """What the message row shows while open: the note, else the active field's hint."""
+        if self.note is not None:
+            return self.note
+        state = self.state
+        if isinstance(state, FormState) and state.fields:
+            return state.field.hint
+        if isinstance(state, Chooser):
+            return f"{len(state.matches)} of {len(state.items)} · type to filter · arrows move · enter picks"
+        return ""
+
+    def open_form(self, purpose: str, title: str, fields: Sequence[Field], *, active: int = 0) -> None:
+        """Open a form on field ``active``, its value selected (the first key typed replaces it)."""
+        self._open(purpose, title, FormState.start(fields, active))
+
+    def open_chooser(self, purpose: str, title: str, items: Sequence[str], *, current: str | None = None) -> None:
+        """Open a filtered list of ``items``, ``current`` picked."""
+        self._open(purpose, title, Chooser.start(items, current))
+
+    def ask(self, purpose: str, question: str) -> None:
+        """A y/n question: ``y`` answers yes, any other key no."""
+        self._open(purpose, question, question)
+
+    def _open(self, purpose: str, title: str, state: FormState | Chooser | str) -> None:
+        self.purpose, self.title, self.state, self.note = purpose, title, state, None
+        self.display = True
+        self._draw()
+
+    def close(self) -> None:
+        self.purpose, self.state, self.note = None, None, None
+        self.display = False
+
+    def error(self, text: str, *, key: str | None = None) -> None:
+        """Show a refusal on the message row (the form stays open), on the field ``key`` names."""
+        if isinstance(self.state, FormState) and key:
+            self.state = self.state.focus(key)
+            self._draw()
+        self.note = text
+
+    def _draw(self) -> None:
+        width = self.size.width or self.screen.size.width
+        state = self.state
+        if isinstance(state, FormState):
+            self.paint(render_form(state, width, self.title))
+        elif isinstance(state, Chooser):
+            self.paint(render_chooser(state, width, self.title))
+        elif state is not None:
+            self.paint(Text(state, style="bold"))
+
+    def key(self, key: str, character: str | None) -> None:
+        """One key while open (every key goes here, in order, until Enter or Esc)."""
+        purpose, state = self.purpose, self.state
+        if purpose is None or state is None:
+            return
+        if isinstance(state, str):
+            self.post_message(self.Answered(purpose, key == "y"))
+            return
+        if isinstance(state, FormState):
+            self.state, outcome = form_key(state, key, character)
+        else:
+            self.state, outcome = chooser_key(state, key, character)
+        if outcome in ("edited", "moved"):
+            self.note = None  # a key after an error: the hint again
+            self._draw()
+        elif outcome == "cancel":
+            self.post_message(self.Cancelled(purpose))
+        elif outcome == "submit":
+            self._submit(purpose)
+
+    def _submit(self, purpose: str) -> None:
+        state = self.state
+        if isinstance(state, FormState):
+            self.post_message(self.Submitted(purpose, state.values()))
+        elif isinstance(state, Chooser) and state.picked is not None:
+            self.post_message(self.Chosen(purpose, state.picked))

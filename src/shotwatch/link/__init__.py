@@ -8,21 +8,27 @@ Both sides import this package; a console never imports the recorder's internals
 from __future__ import annotations
 
 from .messages import (
+    AnalysisMsg,
     BlockMsg,
+    DarkMsg,
     Hello,
     ImageMsg,
     Message,
     NoticeMsg,
+    Progress,
     Reply,
     ResetMsg,
     RoisMsg,
+    StateMsg,
     Status,
     StatusMsg,
+    Tree,
 )
 from .protocols import Control, Feed, Listener, NullListener, Reducer
 from .wire import WireError
 
 __all__ = [
-    "BlockMsg", "Control", "Feed", "Hello", "ImageMsg", "Listener", "Message", "NoticeMsg", "NullListener",
-    "Reducer", "Reply", "ResetMsg", "RoisMsg", "Status", "StatusMsg", "WireError",
+    "AnalysisMsg", "BlockMsg", "Control", "DarkMsg", "Feed", "Hello", "ImageMsg", "Listener", "Message",
+    "NoticeMsg", "NullListener", "Progress", "Reducer", "Reply", "ResetMsg", "RoisMsg", "StateMsg", "Status",
+    "StatusMsg", "Tree", "WireError",
 ]

@@ -38,6 +38,14 @@ def forward(control: Control, request: wire.Request) -> Future[Reply]:
         return control.seek(seconds=args.seconds, start=args.start)
     if isinstance(args, wire.SpeedArgs):
         return control.set_speed(args.speed)
+    if isinstance(args, wire.SetAnalysisArgs):
+        return control.set_analysis(args.analysis, by=args.by)
+    if isinstance(args, wire.DarkArgs):
+        return control.dark(args.detector, args.n, force=args.force)
+    if isinstance(args, wire.GetDarkArgs):
+        return control.get_dark(args.detector, args.version)
+    if request.op == "recompute":
+        return control.recompute()
     if request.op == "stop":
         return control.stop()
     raise ValueError(f"{request.op}: expected a request the recorder answers, found one its caller should")

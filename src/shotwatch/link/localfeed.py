@@ -22,7 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .control import forward
-from .messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
+from .messages import (
+    AnalysisMsg,
+    BlockMsg,
+    DarkMsg,
+    Hello,
+    ImageMsg,
+    Message,
+    NoticeMsg,
+    Reply,
+    ResetMsg,
+    RoisMsg,
+    StateMsg,
+    StatusMsg,
+)
 from .protocols import Control, Feed, Listener, NullListener
 from .wire import READ_ONLY_ERROR, STARTING_ERROR
 
@@ -86,6 +99,15 @@ class LocalFeed(NullListener):
     def on_reset(self, msg: ResetMsg) -> None:
         self._put(msg)
 
+    def on_analysis(self, msg: AnalysisMsg) -> None:
+        self._put(msg)
+
+    def on_state(self, msg: StateMsg) -> None:
+        self._put(msg)
+
+    def on_dark(self, msg: DarkMsg) -> None:
+        self._put(msg)
+
     def _put(self, msg: Message) -> None:
         with self._ready:
             if self._closed:
@@ -96,18 +118,23 @@ class LocalFeed(NullListener):
                 if self._blocks > self._max_blocks:
                     self._drop(lambda m: isinstance(m, BlockMsg))
             if len(self._queue) > self._max_messages:
-                self._drop(lambda m: not isinstance(m, BlockMsg))
+                # heartbeats and images are superseded by newer ones; an AnalysisMsg or a
+                # StateMsg goes only when nothing else can (the console then asks for hello)
+                if not self._drop(lambda m: isinstance(m, StatusMsg | ImageMsg)):
+                    self._drop(lambda m: not isinstance(m, BlockMsg))
             self._ready.notify()
 
-    def _drop(self, which: Callable[[Message], bool]) -> None:
-        """Drop the oldest queued message ``which`` accepts (a block is counted as skipped)."""
+    def _drop(self, which: Callable[[Message], bool]) -> bool:
+        """Drop the oldest queued message ``which`` accepts (a block is counted as skipped);
+        False if there was none."""
         for i, m in enumerate(self._queue):
             if which(m):
                 del self._queue[i]
                 if isinstance(m, BlockMsg):
                     self._blocks -= 1
                     self._skipped += 1
-                return
+                return True
+        return False
 
     # --- Feed (the console's feed thread) -------------------------------------------------
 

@@ -238,6 +238,7 @@ class NetFeed:
         sock = self._ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDTIMEO, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REPLY_BYTES)  # no frame of a reply is larger
         sock.connect(self.control)
         try:
             sock.send_multipart(wire.encode_request("hello", timeout=PROBE_TIMEOUT))
@@ -322,6 +323,7 @@ class NetFeed:
                 self._req = self._ctx.socket(zmq.REQ)
                 self._req.setsockopt(zmq.LINGER, 0)
                 self._req.setsockopt(zmq.SNDTIMEO, 0)
+                self._req.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REPLY_BYTES)
                 assert self.control is not None
                 self._req.connect(self.control)
             req = self._req

@@ -16,7 +16,20 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..schemas import Roi, ShotBlock
-from .messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
+from .messages import (
+    AnalysisMsg,
+    BlockMsg,
+    DarkMsg,
+    Hello,
+    ImageMsg,
+    Message,
+    NoticeMsg,
+    Reply,
+    ResetMsg,
+    RoisMsg,
+    StateMsg,
+    StatusMsg,
+)
 
 __all__ = ["Control", "Feed", "Listener", "NullListener", "Reducer"]
 
@@ -57,6 +70,16 @@ class Listener(Protocol):
     def on_recording(self, path: Path) -> None:
         """A new recording was opened (the first, or one for a new run)."""
 
+    def on_analysis(self, msg: AnalysisMsg) -> None:
+        """The analysis changed, or a recomputation was asked for; sent after the last block
+        reduced under the old analysis."""
+
+    def on_state(self, msg: StateMsg) -> None:
+        """A recomputation finished: the recording's shots ``[0, B)`` under the analysis in force."""
+
+    def on_dark(self, msg: DarkMsg) -> None:
+        """A new dark version was taken."""
+
 
 class NullListener:
     """A :class:`Listener` that ignores everything: subclass it and override what you need."""
@@ -82,6 +105,15 @@ class NullListener:
         """Ignored."""
 
     def on_recording(self, path: Path) -> None:
+        """Ignored."""
+
+    def on_analysis(self, msg: AnalysisMsg) -> None:
+        """Ignored."""
+
+    def on_state(self, msg: StateMsg) -> None:
+        """Ignored."""
+
+    def on_dark(self, msg: DarkMsg) -> None:
         """Ignored."""
 
 
@@ -130,6 +162,25 @@ class Control(Protocol):
 
     def set_speed(self, speed: float) -> Future[Reply]:
         """A replaying source's pace (1.0 = recorded pace, 0 = as fast as possible)."""
+
+    def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
+        """Validate the analysis sections ``analysis`` (JSON) and, if they pass, record them as
+        analysis version K+1 from the next block on, broadcast an AnalysisMsg and recompute the
+        recording so far under them; ``Reply(ok=True, data={"version", "epoch"})``, or a
+        one-line refusal (``<key>: expected …, found …``) with nothing recorded."""
+
+    def recompute(self) -> Future[Reply]:
+        """Recompute the recording so far under the analysis in force (a new epoch, no new
+        version); ``Reply(ok=True, data={"version", "epoch"})``."""
+
+    def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
+        """Average the next ``n`` full frames of ``detector`` into its next dark version (refused
+        while the ``alarm.beam`` veto passes, unless ``force``); a new analysis version naming
+        it follows, as with :meth:`set_analysis`."""
+
+    def get_dark(self, detector: str, version: int) -> Future[Reply]:
+        """Dark version ``version`` of ``detector``: ``data`` holds ``mean`` and ``std``
+        (float32 arrays) and ``frames``, ``first_tag``, ``last_tag``."""
 
 
 class Feed(Protocol):

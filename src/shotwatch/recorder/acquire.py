@@ -14,17 +14,20 @@ from concurrent.futures import Future
 from typing import Any
 
 from .. import __version__
-from ..link.messages import Hello, Reply, ResetMsg
+from ..link.messages import DarkMsg, Hello, Reply, ResetMsg
 from ..link.protocols import Listener
-from ..schemas import Roi
+from ..schemas import DarkFrame, Roi
+from .analysis import sections_json
+from .changes import AnalysisChanges
+from .darks import DarkRefused, DarkTake, dark_refs, with_dark_refs
 from .images import Grab
-from .loop import AcquireLoop, recorded_points
+from .loop import recorded_points
 from .tuning import MAX_GRAB_FRAMES
 
 __all__ = ["Recorder", "recorded_points"]
 
 
-class Recorder(AcquireLoop):
+class Recorder(AnalysisChanges):
     """Owns the source and the recording; serves any number of listeners (a ``Control``).
 
     Arguments as :class:`~shotwatch.recorder.loop.AcquireLoop`.
@@ -68,6 +71,29 @@ class Recorder(AcquireLoop):
         fut: Future[Reply] = Future()
         return self._requests.submit(lambda: self._do_grab(detector, n, fut), fut)
 
+    def take_dark(self, detector: str, n: int, *, force: bool = False) -> Future[DarkFrame]:
+        """Average the next ``n`` full frames of ``detector`` (``shotwatch dark``): the frame, or
+        :class:`~shotwatch.recorder.darks.DarkRefused` with the one-line reason.
+
+        Unlike the ``dark`` request, the result is not recorded nor applied.
+        """
+        fut: Future[DarkFrame] = Future()
+
+        def start() -> Reply | None:
+            refused = self._dark_refusal(detector, n, force)
+            if refused is not None:
+                fut.set_exception(DarkRefused(refused))
+                return Reply(False, refused)
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, fut))
+            return Reply(True)
+
+        self._requests.submit(start)
+        return fut
+
+    def dark_progress(self) -> dict[str, tuple[int, int]]:
+        """detector -> (frames taken, frames wanted) of the darks under way (any thread)."""
+        return {t.detector: (t.state.frames, t.n) for t in list(self._watch.takes)}
+
     def pause(self, paused: bool) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_pause(paused))
 
@@ -77,13 +103,42 @@ class Recorder(AcquireLoop):
     def set_speed(self, speed: float) -> Future[Reply]:
         return self._requests.submit(lambda: self._do_speed(speed))
 
+    def set_analysis(self, analysis: dict[str, Any], *, by: str) -> Future[Reply]:
+        return self._requests.submit(lambda: self._do_set_analysis(analysis, by))
+
+    def recompute(self) -> Future[Reply]:
+        return self._requests.submit(self._do_recompute)
+
+    def dark(self, detector: str, n: int, *, force: bool = False) -> Future[Reply]:
+        reply: Future[Reply] = Future()
+
+        def start() -> Reply | None:
+            if self._playback is not None:
+                return Reply(False, "dark: expected a live source, found a replay (it holds only the recorded "
+                                    "frames; take darks while recording)")
+            refused = self._dark_refusal(detector, n, force)
+            if refused is not None:
+                return Reply(False, refused)
+            frame: Future[DarkFrame] = Future()  # resolved on this thread: so is the callback
+            frame.add_done_callback(lambda f: reply.set_result(self._dark_done(detector, f)))
+            self._watch.takes.append(DarkTake(detector, n, force, self.config.alarm.beam, frame))
+            forced = " (forced: the beam is on)" if force and self._watch.beam_on else ""
+            self.broadcast.notice(f"dark of {detector}: averaging the next {n} frames{forced}", level="info")
+            return None  # answered when the frames are in
+
+        return self._requests.submit(start, reply)
+
+    def get_dark(self, detector: str, version: int) -> Future[Reply]:
+        return self._requests.submit(lambda: self._do_get_dark(detector, version))
+
     def hello(self, *, publish: str, control: str) -> Hello | None:
         """For any thread: built from snapshots the acquire thread keeps, never the live table."""
         info = self._info
         if info is None:
             return None
         return Hello(publish=publish, control=control, config=self.config, source=info,
-                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None)
+                     rois=list(self._rois_snapshot), version=__version__, playback=self._playback is not None,
+                     analysis_version=self._version.version, epoch=self._epoch, darks=list(self._darks_snapshot))
 
     def summary(self) -> dict[str, Any]:
         """The live reduction of every shot of this run so far (``--summary-json``)."""
@@ -169,6 +224,50 @@ class Recorder(AcquireLoop):
         self._grabs.append(Grab(detector, n, fut))
         return None  # answered when the frames are in
 
+    def _dark_refusal(self, detector: str, n: int, force: bool) -> str | None:
+        """Why a dark of ``detector`` cannot start now (None: it can)."""
+        known = self._info.detectors if self._info else {}
+        if detector not in known:
+            return f"dark: expected one of the source's detectors ({', '.join(sorted(known)) or 'none'}), found {detector!r}"
+        if not 1 <= n <= MAX_GRAB_FRAMES:
+            return f"dark: expected 1 <= n <= {MAX_GRAB_FRAMES} frames, found {n}"
+        if any(t.detector == detector for t in self._watch.takes):
+            return f"dark of {detector}: expected no other dark of it under way, found one"
+        if self._watch.beam_on and not force:
+            return (f"dark: beam on (veto {self.config.alarm.beam} passes): expected the beam off for a dark of "
+                    f"{detector}, found it on at tag {self._tag_now()} (close the shutter, or force it)")
+        return None
+
+    def _dark_done(self, detector: str, taken: Future[DarkFrame]) -> Reply:
+        """A dark finished (acquire thread): its version recorded, sent, and made part of the
+        next analysis version (or the one-line reason it was abandoned)."""
+        exc = taken.exception()
+        if exc is not None:
+            self.broadcast.notice(str(exc), level="warning")
+            return Reply(False, str(exc))
+        frame, now = taken.result(), time.time()
+        k, notice = self.sink.add_dark(detector, frame, at=now) if self.sink is not None else (None, None)
+        self.broadcast.notice(notice, level="error")
+        meta = self.darks.add(detector, frame, version=k, at=now)
+        msg = DarkMsg(detector, meta.version, frame)
+        self.broadcast.emit(lambda listener: listener.on_dark(msg))
+        self.broadcast.notice(f"dark of {detector} v{meta.version}: {frame.frames} frames, tags {frame.first_tag} .. "
+                              f"{frame.last_tag}", level="info")
+        # exactly as a console's set_analysis: version K+1 from the boundary, AnalysisMsg, recomputation
+        config = with_dark_refs(self.config, {**dark_refs(self.config), detector: meta.version})
+        reply = self._do_set_analysis(sections_json(config), "dark")
+        return Reply(reply.ok, reply.error, {**reply.data, "detector": detector, "dark_version": meta.version})
+
+    def _do_get_dark(self, detector: str, version: int) -> Reply:
+        got = self.darks.get(detector, version)
+        if got is None:
+            return Reply(False, f"get_dark: expected a dark version the recorder holds "
+                                f"({', '.join(self.darks.held()) or 'none'}), found {detector} v{version}")
+        meta, frame = got
+        return Reply(True, data={"detector": detector, "version": version, "frames": meta.frames,
+                                 "first_tag": meta.first_tag, "last_tag": meta.last_tag,
+                                 "mean": frame.mean, "std": frame.std})
+
     def _do_pause(self, paused: bool) -> Reply:
         if self._playback is None:
             return _not_a_replay("pause")
@@ -196,6 +295,7 @@ class Recorder(AcquireLoop):
             return Reply(False, "seek: expected a forward seek while recording (tags must grow within a "
                                 f"recording), found {'the start' if start else f'{seconds:g} s'}")
         self._flush_publish()  # the blocks before the seek go out before the reset
+        self.recomputer.cancel()  # the consoles restart: a prefix for the old position fits none
         tag = self._playback.seek(seconds=seconds, start=start)
         self.health.new_run()
         if not recording:
@@ -211,3 +311,9 @@ class Recorder(AcquireLoop):
 def _not_a_replay(op: str) -> Reply:
     return Reply(False, f"{op}: expected a recorder replaying a recording, found a live source "
                         "(pause and seek work in replay only)")
+
+
+def _refused(error: str) -> Future[Reply]:
+    fut: Future[Reply] = Future()
+    fut.set_result(Reply(False, error))
+    return fut

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..link.messages import ImageMsg, Reply
+from ..reducers.pixels import PixelMoments, PixelReducer
 from ..schemas import ShotBlock
 from .tuning import IMAGE_SLOTS
 
@@ -60,26 +61,22 @@ class ImageWindow:
 
 @dataclass
 class Grab:
-    """Average of the next ``n`` frames of one detector (the 2019 '10-frame average')."""
+    """Average of the next ``n`` frames of one detector (the 2019 '10-frame average').
+
+    The same per-pixel averager a dark uses (:class:`~shotwatch.reducers.pixels.PixelReducer`):
+    non-finite pixels of a frame are left out of that pixel's mean.
+    """
 
     detector: str
     n: int
     future: Future[Reply]
-    total: F64 | None = None
-    count: int = 0
-    shape: tuple[int, ...] = field(default=())
+    state: PixelMoments = field(default_factory=PixelMoments.empty)
 
     def add(self, block: ShotBlock) -> ImageMsg | None:
         """Take frames from ``block``; returns the image once ``n`` frames were averaged."""
-        frames = block.frames.get(self.detector)
-        if frames is None or not len(frames.shot):
+        reducer = PixelReducer(self.detector, limit=self.n)
+        self.state = reducer.update(self.state, block)
+        if not reducer.done(self.state):
             return None
-        take = frames.pixels[: self.n - self.count]
-        part = take.sum(axis=0, dtype=np.float64)
-        self.total = part if self.total is None else self.total + part
-        self.count += len(take)
-        if self.count < self.n:
-            return None
-        mean = np.asarray(self.total / self.count, dtype=np.float32)
-        self.future.set_result(Reply(True, data={"detector": self.detector, "count": self.count}))
-        return ImageMsg(self.detector, mean, self.count, "grab")
+        self.future.set_result(Reply(True, data={"detector": self.detector, "count": self.state.frames}))
+        return ImageMsg(self.detector, reducer.result(self.state).mean, self.state.frames, "grab")

@@ -13,14 +13,36 @@ import time
 from ..link.messages import BlockMsg, ImageMsg, RoisMsg, Status, StatusMsg
 from ..reducers import Analysis, SummaryReducer, roi_versions
 from ..reducers.summary import SummaryState
-from ..schemas import Config, RoiTable, RoiVersion, ShotBlock, SourceError
+from ..schemas import (
+    AnalysisVersion,
+    Config,
+    DarkFrame,
+    DarkVersion,
+    RoiTable,
+    RoiVersion,
+    ShotBlock,
+    SourceError,
+)
 from ..schemas.source_info import SourceInfo
 from ..sources import Source, open_source
 from ..sources.base import Playback
+from .alarms import AlarmChange
+from .analysis import sections_json
 from .broadcast import Broadcast, log
 from .cut import cut_block, decimate_frames
+from .darks import (
+    DarkBook,
+    DarkRefused,
+    DarkStart,
+    DarkTake,
+    dark_refs,
+    renumbered,
+    start_darks,
+    with_dark_refs,
+)
 from .health import Health
 from .images import Grab, ImageWindow
+from .recompute import Recomputer
 from .requests import RequestQueue
 from .sink import RecordingSink
 from .tuning import (
@@ -32,6 +54,7 @@ from .tuning import (
     ROTATE_EVERY,
     STATUS_EVERY,
 )
+from .watch import Watch
 
 __all__ = ["AcquireLoop", "recorded_points"]
 
@@ -53,12 +76,15 @@ class AcquireLoop:
         summary: keep the live ``reduce --json`` reduction (``record --summary-json``); off,
             the acquire thread does not reduce at all.
         source: the source to read (default: the one ``config.source`` names).
+        origin: the configuration file, for error messages (``<demo>`` for the built-in one).
+        alarms: ring the ``[alarm]`` alarms (off for ``shotwatch dark``: a beam off is the point).
     """
 
     def __init__(self, config: Config, *, out: str | None = None, append: bool = False,
                  commit_seconds: float = COMMIT_SECONDS, record: bool = True, summary: bool = False,
-                 source: Source | None = None) -> None:
+                 source: Source | None = None, origin: str = "<demo>", alarms: bool = True) -> None:
         self.config = config
+        self.origin = origin
         self.rois = RoiTable()
         self.health = Health()
         self.sink = RecordingSink(config, template=out or config.record.out, append=append,
@@ -83,6 +109,19 @@ class AcquireLoop:
         self._last_tag = -1
         self._old_tags = 0
         self._rois_snapshot: tuple[RoiVersion, ...] = ()
+        self.darks = DarkBook()
+        """Dark versions of the current recording (or of this recorder, without one)."""
+        self._new_darks: dict[str, DarkFrame] = {}  # to write into the next recording opened
+        self._darks_snapshot: tuple[DarkVersion, ...] = ()  # the versions the analysis in force names (Hello)
+        self.analysis: Analysis | None = None
+        """The analysis in force (its darks loaded), once the source is open."""
+        self._watch = Watch(config.alarm, ring=alarms)
+        # the analysis in force (INTERFACE.md, analysis versions): its version, the epoch
+        # (one more with every AnalysisMsg), the tag of the epoch's boundary shot once it came
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(config))
+        self._epoch = 0
+        self._boundary: tuple[int, int | None] = (0, None)
+        self.recomputer = Recomputer()
 
     # --- start and stop ----------------------------------------------------------------
 
@@ -107,6 +146,7 @@ class AcquireLoop:
             if last is not None:
                 self._last_tag = last
                 source.start_after(last)
+        self._start_darks(info)
         if self._playback is not None:
             self.rois = RoiTable.from_versions(self._playback.rois())
         else:
@@ -114,13 +154,35 @@ class AcquireLoop:
             source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
         self._rois_snapshot = tuple(self.rois.all())
         self._new_summary()
+        self._watch = Watch(self.config.alarm, ring=self._watch.ring)  # stale from now on, not from __init__
 
-    def _new_summary(self) -> None:
-        """The live summary under the detectors known now (its states carry no calibration)."""
-        if self._want_summary and self._info is not None:
-            reducer = SummaryReducer(Analysis.from_config(self.config, detectors=self._info.detectors,
-                                                          roi_names=self.rois.versions))
-            self._summary = (reducer, self._summary[1] if self._summary else reducer.init())
+    def _start_darks(self, info: SourceInfo) -> None:
+        """``calibration.dark`` at start: its frames, numbered as the recording holds them."""
+        self._use_darks(start_darks(self.config, info, appending=self.sink.continuing() if self.sink else None,
+                                    recording=self.sink is not None, origin=self.origin))
+
+    def _use_darks(self, start: DarkStart) -> None:
+        """The darks of a recording starting: the book, and the analysis in force naming them."""
+        self.darks, self._new_darks = start.book, start.new
+        if self.config.calibration.dark:
+            self.config = with_dark_refs(self.config, start.refs)
+            self._version = self._version.model_copy(update={"config": sections_json(self.config)})
+
+    def _new_summary(self, *, fresh: bool = False) -> None:
+        """The analysis in force under the detectors known now (its dark frames loaded), and
+        the live summary under it (its states carry no calibration, so they survive a new
+        detector; ``fresh``: a new analysis)."""
+        if self._info is None:
+            return
+        self.analysis = Analysis.from_config(self.config, detectors=self._info.detectors,
+                                             darks=self.darks.named(dark_refs(self.config)),
+                                             roi_names=self.rois.versions, version=self._version.version,
+                                             origin=self.origin)
+        self._darks_snapshot = tuple(self.darks.versions(dark_refs(self.config)))
+        self._watch.alarms.set_alarm(self.config.alarm)
+        if self._want_summary:
+            reducer = SummaryReducer(self.analysis)
+            self._summary = (reducer, self._summary[1] if self._summary and not fresh else reducer.init())
 
     def _start_recording(self, block: ShotBlock) -> None:
         """Open this run's recording at its first block, so ROI versions start at its first tag."""
@@ -132,7 +194,12 @@ class AcquireLoop:
             self._next_frame = self._shot
             self.rois.apply({v.name: v.roi for v in active}, shot=self._shot, tag=int(block.tags[0]))
             self._source.set_rois(rois={k: v.roi for k, v in self.rois.active().items()})
-        failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info))
+        if self.sink.path is not None:  # a later run's new recording holds the darks in force as versions 1
+            self._use_darks(renumbered(self.darks, dark_refs(self.config), recording=True))
+            self._new_summary()
+        failed = self.sink.open(info=self._info, rois=self.rois, points=recorded_points(self.config, self._info),
+                                analysis=self.config, darks=self._new_darks)
+        self._new_darks = {}
         path = self.sink.path
         if failed is not None or path is None:
             self.broadcast.notice(failed, level="error")
@@ -140,11 +207,17 @@ class AcquireLoop:
         if self.sink.renamed_from is not None:
             self.broadcast.notice(f"{self.sink.renamed_from} exists already: recording run {self._info.run} to {path}",
                          level="info")
+        versions = self.sink.analysis_versions()  # --append continues the numbering
+        if versions and versions[-1] != self._version:
+            self._version = versions[-1]
+            self._new_summary()
+        self.recomputer.follow(str(path), self.config)
         self.broadcast.emit(lambda listener: listener.on_recording(path))
         log.info("recording to %s", path)
         self._announce_rois()
 
     def close(self) -> None:
+        self.recomputer.close()
         if self.sink is not None:
             self.broadcast.notice(self.sink.close(), level="error")
         if self._source is not None:
@@ -186,6 +259,9 @@ class AcquireLoop:
                     break
                 block = self._source.read(timeout=READ_TIMEOUT) if self._source else None
                 ended = self._source is not None and self._source.status().state == "ended"
+                if ended and block is None:
+                    for take, outcome in self._watch.ended():
+                        self._dark_taken(take, outcome)
                 if block is None and ended and stop_at_end:
                     break  # a replay source at its end: nothing more will come
                 if block is not None and len(block):
@@ -205,6 +281,8 @@ class AcquireLoop:
             return
         if self.health.run is not None and block.run != self.health.run:
             self._new_run(block)
+        if self._boundary[1] is None:  # the first shot under this epoch: its tag ends the recomputed ranges
+            self._boundary = (self._boundary[0], int(block.tags[0]))
         if self._playback is not None:
             self._follow_playback_rois()
         if self.sink is not None and self.sink.state == "live":
@@ -219,6 +297,7 @@ class AcquireLoop:
                 self._grabs.remove(grab)
                 self._emit_image(msg)
         self.health.add(block)
+        self._judge(block)
         if self._summary is not None:
             reducer, state = self._summary
             self._summary = (reducer, reducer.update(state, block, versions=roi_versions(self.rois.all())))
@@ -267,12 +346,15 @@ class AcquireLoop:
         self._info = self._source.describe()
         self.health.new_run()
         self._shot = self._next_frame = 0
-        if self._summary is not None:
-            self._summary = (self._summary[0], self._summary[0].init())
+        self.recomputer.cancel()  # its recording is closed: its result would fit no console
+        self.recomputer.follow(None, self.config)
+        self._version = AnalysisVersion(version=1, first_shot=0, first_tag=-1, config=sections_json(self.config))
+        self._new_summary(fresh=True)
         if self.sink is not None:
             self.broadcast.notice(self.sink.new_run(), level="error")
 
     def _tick(self) -> None:
+        self._take_recomputed()
         now = time.monotonic()
         if now - self._timers["publish"] >= PUBLISH_EVERY:
             self._flush_publish()
@@ -286,12 +368,33 @@ class AcquireLoop:
             self._timers["commit"] = now
         if now - self._timers["status"] >= STATUS_EVERY:
             self._drain_source_notices()
+            state = self._source.status().state if self._source is not None else "waiting"
+            self._alarm_notices(self._watch.tick(stale_ok=state in ("paused", "ended", "stopped")))
             self._emit_status()
             self._timers["status"] = now
         if now - self._timers["image"] >= IMAGE_EVERY:
             for msg in self._images.messages():
                 self._emit_image(msg)
             self._timers["image"] = now
+
+    # --- alarms and darks ------------------------------------------------------------
+
+    def _judge(self, block: ShotBlock) -> None:
+        changes, done = self._watch.block(block, self.analysis, self.config.alarm, roi_versions(self.rois.all()))
+        self._alarm_notices(changes)
+        for take, outcome in done:
+            self._dark_taken(take, outcome)
+
+    def _dark_taken(self, take: DarkTake, outcome: DarkFrame | str) -> None:
+        """A dark finished (a frame) or was abandoned (a one-line reason)."""
+        if isinstance(outcome, str):
+            take.future.set_exception(DarkRefused(outcome))
+        else:
+            take.future.set_result(outcome)
+
+    def _alarm_notices(self, changes: list[AlarmChange]) -> None:
+        for change in changes:
+            self.broadcast.notice(change.text, level="error" if change.ringing else "info")
 
     def _flush_publish(self) -> None:
         if not self._pending:
@@ -302,6 +405,9 @@ class AcquireLoop:
             return  # headless: joining the blocks would only copy memory
         msg = BlockMsg(self._seq, ShotBlock.concat(pending))
         self.broadcast.emit(lambda listener: listener.on_block(msg))
+
+    def _take_recomputed(self) -> None:
+        """Recomputations the worker finished (:class:`~.changes.AnalysisChanges` merges them)."""
 
     def _drain_source_notices(self) -> None:
         if self._source is not None:
@@ -328,6 +434,8 @@ class AcquireLoop:
             bytes=sink.size() if sink else 0, committed=sink.committed if sink else 0,
             free_bytes=sink.free_bytes() if sink else None, seq=self._seq,
             speed=self._playback.speed if self._playback is not None else None,
+            alarms=self._watch.ringing,
+            analysis_version=self._version.version, epoch=self._epoch, recompute=self.recomputer.progress(),
         )
 
     def _emit_status(self) -> None:

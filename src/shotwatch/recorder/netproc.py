@@ -287,7 +287,7 @@ class CtlProc(_Proc):
         self.buckets = {name: Bucket(op.per_s, op.burst) for name, op in wire.OPS.items() if op.per_s}
         self.pending: dict[bytes, _Pending] = {}
         self.fetching: dict[str, bytes] = {}  # cached op -> id of the request fetching it
-        self.cache: dict[str, tuple[float, bytes]] = {}
+        self.cache: dict[str, tuple[float, list[bytes]]] = {}
         self._ids = itertools.count()
 
     def _requests(self) -> None:
@@ -367,10 +367,10 @@ class CtlProc(_Proc):
     def from_recorder(self, frames: list[bytes]) -> None:
         if frames[0] == b"stale":
             self.cache.clear()  # the ROI table changed
-        elif frames[0] == b"ans" and len(frames) == 3:
-            self._answer(frames[1], frames[2])
+        elif frames[0] == b"ans" and len(frames) >= 3:
+            self._answer(frames[1], frames[2:])  # a reply is a header and its arrays' frames
 
-    def _answer(self, rid: bytes, frame: bytes) -> None:
+    def _answer(self, rid: bytes, frame: list[bytes]) -> None:
         pending = self.pending.pop(rid, None)
         if pending is None:
             return  # answered by its deadline already
@@ -379,7 +379,7 @@ class CtlProc(_Proc):
             self.cache.clear()  # what hello and list_rois say may have changed
         elif op.local and self.fetching.get(pending.op) == rid:
             del self.fetching[pending.op]
-            if wire.decode_reply([frame]).ok:
+            if wire.decode_reply(frame).ok:
                 self.cache[pending.op] = (time.monotonic(), frame)
         for envelope in pending.envelopes:
             self._send(envelope, frame)
@@ -395,11 +395,11 @@ class CtlProc(_Proc):
                                                        "(it keeps running)"))
 
     def _reply(self, envelope: list[bytes], reply: Reply) -> None:
-        self._send(envelope, wire.encode_reply(reply)[0])
+        self._send(envelope, wire.encode_reply(reply))
 
-    def _send(self, envelope: list[bytes], frame: bytes) -> None:
+    def _send(self, envelope: list[bytes], frame: list[Any]) -> None:
         try:
-            self.ctl.send_multipart([*envelope, frame], zmq.NOBLOCK)
+            self.ctl.send_multipart([*envelope, *frame], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.count("replies dropped")  # the client is gone, or reads too slowly
 

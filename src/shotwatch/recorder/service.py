@@ -35,7 +35,20 @@ from typing import Any
 import zmq
 
 from ..link import wire
-from ..link.messages import BlockMsg, Hello, ImageMsg, Message, NoticeMsg, Reply, ResetMsg, RoisMsg, StatusMsg
+from ..link.messages import (
+    AnalysisMsg,
+    BlockMsg,
+    DarkMsg,
+    Hello,
+    ImageMsg,
+    Message,
+    NoticeMsg,
+    Reply,
+    ResetMsg,
+    RoisMsg,
+    StateMsg,
+    StatusMsg,
+)
 from ..link.protocols import Control, NullListener
 from ..link.runfile import RunFile, new_token, remove_runfile, write_runfile
 from ..link.wire import DEFAULT_CONTROL, DEFAULT_PUBLISH
@@ -266,6 +279,17 @@ class Service(NullListener):
     def on_reset(self, msg: ResetMsg) -> None:
         self.publish(msg)
 
+    def on_analysis(self, msg: AnalysisMsg) -> None:
+        self._stale.set()  # hello says the analysis in force and the epoch
+        self.publish(msg)
+
+    def on_state(self, msg: StateMsg) -> None:
+        self.publish(msg)
+
+    def on_dark(self, msg: DarkMsg) -> None:
+        self._stale.set()  # hello lists the dark versions in force
+        self.publish(msg)
+
     def publish(self, msg: Message) -> None:
         """Encode and send one message; never blocks and never raises (drops are counted)."""
         try:
@@ -372,12 +396,12 @@ class Service(NullListener):
 
     def _answer(self, router: zmq.Socket[bytes], rid: bytes, reply: Reply) -> None:
         try:
-            frame = wire.encode_reply(reply)[0]
+            frames = wire.encode_reply(reply)
         except wire.WireError as exc:
-            frame = wire.encode_reply(Reply(False, f"reply could not be encoded: {exc}"))[0]
-        self._to_child(router, "ctl", [b"ans", rid, frame])
+            frames = wire.encode_reply(Reply(False, f"reply could not be encoded: {exc}"))
+        self._to_child(router, "ctl", [b"ans", rid, *frames])
 
-    def _to_child(self, router: zmq.Socket[bytes], role: str, frames: list[bytes]) -> None:
+    def _to_child(self, router: zmq.Socket[bytes], role: str, frames: list[Any]) -> None:
         try:
             router.send_multipart([role.encode(), *frames], zmq.NOBLOCK)
         except zmq.ZMQError:

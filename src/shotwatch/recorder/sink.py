@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import shutil
 import string
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from ..recording import RecordingReader, RecordingWriter, refuse_if_written
-from ..schemas import Config, RecordingError, RoiTable, ShotBlock
+from ..schemas import (
+    ANALYSIS_SECTIONS,
+    AnalysisVersion,
+    Config,
+    DarkFrame,
+    RecordingError,
+    RoiTable,
+    ShotBlock,
+)
 from ..schemas.source_info import SourceInfo
 from .paths import fill_template, free_path
 
@@ -76,6 +85,10 @@ class RecordingSink:
         self.first_path = path
         return path
 
+    def continuing(self) -> RecordingReader | None:
+        """With --append, before the first recording opens: the recording to continue."""
+        return self._continuing()
+
     def _continuing(self) -> RecordingReader | None:
         """With --append, before the first recording opens: the recording to continue."""
         if self._runs or not (self.append and self.first_path is not None and self.first_path.exists()):
@@ -96,8 +109,14 @@ class RecordingSink:
             return RoiTable(), 0
         return RoiTable.from_versions(reader.rois.all()), int(reader.committed)
 
-    def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> str | None:
+    def open(self, *, info: SourceInfo, rois: RoiTable, points: list[str], analysis: Config | None = None,
+             darks: Mapping[str, DarkFrame] | None = None) -> str | None:
         """Open the recording of this run.
+
+        ``analysis``: the configuration in force (``calibration.dark`` naming dark versions),
+        recorded as a new recording's version 1, or, appending, as the next analysis version
+        when ``darks`` holds new ones; ``darks``: frames to record as new dark versions
+        (numbered as ``analysis`` names them).
 
         The first run's path was checked at start, and a failure to open it raises (``record``
         then exits with the one-line error: nothing was recorded yet, e.g. ``--append`` to a
@@ -116,7 +135,8 @@ class RecordingSink:
         self._runs += 1
         self.path = path
         try:
-            self._writer = self._new_writer(path, info=info, rois=rois, points=points)
+            self._writer = self._new_writer(path, info=info, rois=rois, points=points, analysis=analysis or self.config,
+                                            darks=darks or {})
         except (OSError, ValueError) as exc:  # RecordingWriteError, RecordingError (a path taken meanwhile)
             if first:
                 raise
@@ -126,14 +146,26 @@ class RecordingSink:
         self._state, self.error = "recording", None
         return None
 
-    def _new_writer(self, path: Path, *, info: SourceInfo, rois: RoiTable, points: list[str]) -> RecordingWriter:
+    def _new_writer(self, path: Path, *, info: SourceInfo, rois: RoiTable, points: list[str], analysis: Config,
+                    darks: Mapping[str, DarkFrame]) -> RecordingWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.append and path.exists():
             writer = RecordingWriter.append(path, config=self.config, source=info, points=points)
-            writer.set_rois(rois)
+            try:
+                writer.set_rois(rois)
+                if darks:  # a dark file that differs from the versions recorded: the next ones
+                    now = time.time()
+                    for det, frame in darks.items():
+                        writer.add_dark(det, frame, time=now)
+                    sections = {k: v for k, v in analysis.model_dump(mode="json").items() if k in ANALYSIS_SECTIONS}
+                    writer.add_analysis(sections,
+                                        first_shot=writer.committed, first_tag=-1, by="record --append", time=now)
+            except BaseException:
+                writer.close()
+                raise
             return writer
-        return RecordingWriter.create(path, config=self.config, source=info, rois=rois, points=points,
-                                      commit_seconds=self.commit_seconds)
+        return RecordingWriter.create(path, config=analysis, source=info, rois=rois, points=points,
+                                      commit_seconds=self.commit_seconds, darks=darks)
 
     def write(self, block: ShotBlock) -> str | None:
         """Buffer a block (the writer commits when due); a notice if recording just failed."""
@@ -150,6 +182,28 @@ class RecordingSink:
     def set_detectors(self, info: SourceInfo) -> str | None:
         """Array detectors first seen after the start, recorded before any of their cutouts."""
         return self._call(lambda w: w.set_detectors(info))
+
+    def add_dark(self, detector: str, frame: DarkFrame, *, at: float) -> tuple[int | None, str | None]:
+        """Record ``frame`` as ``detector``'s next dark version: (its number, None), or (None, a
+        notice) when there is no recording or the write failed (recording stops)."""
+        got: list[int] = []
+        notice = self._call(lambda w: got.append(w.add_dark(detector, frame, time=at)))
+        return (got[0] if got else None), notice
+
+    def add_analysis(self, sections: dict[str, object], *, first_shot: int, by: str, at: float) -> int | str:
+        """Record the next analysis version from ``first_shot`` (its first tag is filled in when
+        that shot is committed); the version number, or a notice if recording just failed."""
+        writer = self._writer
+        if writer is None:
+            return f"{self.path}: not recording"
+        version: list[int] = []
+        notice = self._call(lambda w: version.append(w.add_analysis(sections, first_shot=first_shot, first_tag=-1,
+                                                                   by=by, time=at)))
+        return notice if notice else version[0]
+
+    def analysis_versions(self) -> list[AnalysisVersion]:
+        """The open recording's analysis versions (none without one)."""
+        return self._writer.analysis_versions if self._writer is not None else []
 
     def mark(self, text: str, *, tag: int | None, at: float) -> dict[str, object] | None:
         """An operator mark in the recording (None without one)."""

@@ -54,6 +54,7 @@ def check_compatible(path: Path, attrs: dict[str, Any], config: Config, source: 
     old = {k: v for k, v in attrs.get("config", {}).items() if k in NOT_ANALYSIS and k != "roi"}
     old.update(analysis)
     new = {k: v for k, v in jsonable(config.model_dump(mode="json")).items() if k != "roi"}
+    _dark_file_as_recorded(old, new)
     diff = _diff(old, new, "")
     for det, info in detectors_attr(source).items():
         had = attrs.get("detectors", {}).get(det)
@@ -62,6 +63,19 @@ def check_compatible(path: Path, attrs: dict[str, Any], config: Config, source: 
     if diff:
         raise RecordingError(f"{path}: expected the recording's configuration (ROIs aside) to append, "
                              f"found differences in {', '.join(diff)}")
+
+
+def _dark_file_as_recorded(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A dark file in the configuration is no difference from the dark versions recorded.
+
+    A recording's analysis names dark versions (``calibration.dark = {"<det>": k}``), never
+    the file they were copied from (INTERFACE.md): the recorder compares the file's frames
+    with those versions itself and records them anew where they differ.
+    """
+    old_cal, new_cal = old.get("calibration"), new.get("calibration")
+    if isinstance(old_cal, dict) and isinstance(new_cal, dict) and isinstance(old_cal.get("dark"), dict) \
+            and isinstance(new_cal.get("dark"), str):
+        new["calibration"] = {**new_cal, "dark": old_cal["dark"]}
 
 
 def _diff(old: Any, new: Any, where: str) -> list[str]:

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zarr
 
-from ..schemas import Config, RoiTable, SourceInfo
+from ..schemas import Config, DarkFrame, RoiTable, SourceInfo
 from ..schemas.errors import RecordingError
 from ._attrs import check_compatible, det_dtype, detectors_attr, new_attrs
 from ._check import Checked, check_recording
+from ._darks import write_dark_group
 from ._format import (
     ATTR_KEY,
     RecordingWriteError,
     check_attrs,
     check_path,
+    encode_name,
     jsonable,
     open_root,
     remove_temp_files,
@@ -33,7 +36,7 @@ from ._format import (
 from ._layout import Layout, truncate
 from ._lock import WriterLock
 from ._store import SafeStore, refusing_unsafe
-from ._versions import parse_analysis, without_tail
+from ._versions import check_dark_refs, parse_analysis, without_tail
 
 __all__ = ["Opened", "open_existing", "open_new"]
 
@@ -47,8 +50,14 @@ class Opened:
     lock: WriterLock
 
 
-def open_new(path: Path, *, config: Config, source: SourceInfo, rois: RoiTable, points: Sequence[str]) -> Opened:
-    """Build a new recording in a hidden sibling directory, locked, and rename it to ``path``."""
+def open_new(path: Path, *, config: Config, source: SourceInfo, rois: RoiTable, points: Sequence[str],
+             darks: Mapping[str, DarkFrame] | None = None) -> Opened:
+    """Build a new recording in a hidden sibling directory, locked, and rename it to ``path``.
+
+    ``darks`` (detector -> frame) are its dark versions 1, written before the rename, so
+    that the analysis version 1 of ``config`` may name them (``calibration.dark = {det: 1}``)
+    and a crash never leaves it naming a dark that is not there.
+    """
     if path.exists():
         raise RecordingError(f"{path}: expected a new recording path, found an existing one "
                              "(append to continue it)")
@@ -59,8 +68,10 @@ def open_new(path: Path, *, config: Config, source: SourceInfo, rois: RoiTable, 
         tmp.mkdir()
         lock = WriterLock.acquire(tmp, recording=path)  # held from before anyone can see the recording
         attrs = new_attrs(config, source)
+        check_dark_refs(attrs["analysis"][0]["config"], {det: [1] for det in darks or {}}, f"{path}: config")
         root = zarr.create_group(store=SafeStore(tmp), zarr_format=3, attributes={ATTR_KEY: attrs})
         Layout.create_skeleton(root)
+        _first_darks(root, tmp, attrs, darks or {})
         layout = Layout.discover(root, path)
         for name in dict.fromkeys(points):
             layout.add_point(name, 0)
@@ -79,6 +90,21 @@ def open_new(path: Path, *, config: Config, source: SourceInfo, rois: RoiTable, 
     except BaseException:
         lock.release()
         raise
+
+
+def _first_darks(root: zarr.Group, tmp: Path, attrs: dict[str, Any], darks: Mapping[str, DarkFrame]) -> None:
+    """Each of ``darks`` as its detector's dark version 1 (``dark/<det>/v1``)."""
+    if not darks:
+        return
+    group = root.create_group("dark")
+    for det, frame in darks.items():
+        info = attrs["detectors"].get(det)
+        if not isinstance(info, dict):
+            raise ValueError(f"dark of {det}: expected a detector the recording knows "
+                             f"({', '.join(sorted(attrs['detectors'])) or 'none'})")
+        group.create_group(encode_name(det), attributes={"name": det})
+        write_dark_group(tmp / "dark" / encode_name(det) / "v1", det, frame, shape=tuple(info["shape"]),
+                         attrs={"time": time.time()})
 
 
 def open_existing(path: Path, *, config: Config, source: SourceInfo) -> Opened:

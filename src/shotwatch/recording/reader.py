@@ -112,6 +112,16 @@ class RecordingReader:
         return self._stop - self._start
 
     @property
+    def chunk_shots(self) -> int:
+        """Shots per chunk file on the shot axis: the least common multiple over the per-shot
+        arrays (the writer's chunk lengths are powers of two, so in practice the longest).
+
+        Shot ranges that start at multiples of it read every chunk file in one range only
+        (``reduce --workers`` splits recordings so).
+        """
+        return math.lcm(*(max(1, int(a.chunks[0])) for a in self._layout.shot_arrays()))
+
+    @property
     def config(self) -> Config:
         """The configuration in force when recording started."""
         config = self._attrs.get("config", {})
@@ -161,11 +171,14 @@ class RecordingReader:
         view._start, view._stop = lo, max(lo, hi)
         return view
 
-    def blocks(self, *, size: int | None = None, frames: bool = False) -> Iterator[ShotBlock]:
+    def blocks(self, *, size: int | None = None, frames: bool = False, pixels: bool = True) -> Iterator[ShotBlock]:
         """The view's shots as consecutive blocks of at most ``size`` shots.
 
         A block carries cutouts for the ROI versions active for at least one of its shots,
         and (with ``frames=True``) the stored frames of its shots, indexed within the block.
+        With ``pixels=False`` no pixel is read: every cutout's pixels are zeros of its shape
+        and dtype that take no memory (a read-only zero-stride view), its ``valid`` is read;
+        for a caller that has the values of the shots already (the recorder's recomputation).
 
         Args:
             size: shots per block; default: the power of two nearest ~16 MiB of data (64 to
@@ -174,11 +187,12 @@ class RecordingReader:
                 cache when the caller reduces it: against 4096-shot blocks a reduction ran
                 1.6x (uint16) to 2x (float32) faster (benchmarks/bench_reduce.py).
         """
+        shot_bytes = self._shot_bytes(pixels=pixels)
         if size is None:
-            size = _auto_size(self._shot_bytes())
+            size = _auto_size(shot_bytes)
         if size < 1:
             raise ValueError(f"size: expected >= 1, found {size}")
-        size = min(size, max(1, _BLOCK_BYTES // self._shot_bytes()))
+        size = min(size, max(1, _BLOCK_BYTES // shot_bytes))
         frame_shots = {d: self._frame_shots(d) for d in self._layout.frames} if frames else {}
         caches: dict[tuple[str, str], _RowCache] = {}
         ranges = [(a, min(a + size, self._stop)) for a in range(self._start, self._stop, size)]
@@ -188,10 +202,10 @@ class RecordingReader:
                 ThreadPoolExecutor(1, thread_name_prefix="recording-ahead") as ahead:
             pending: deque[Future[ShotBlock]] = deque()
             for a, b in ranges[:_AHEAD]:
-                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
+                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches, pixels))
             for a, b in ranges[_AHEAD:]:
                 block = pending.popleft().result()
-                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches))
+                pending.append(ahead.submit(self._block, pool, a, b, frame_shots, caches, pixels))
                 yield block
             while pending:
                 yield pending.popleft().result()
@@ -297,9 +311,9 @@ class RecordingReader:
 
     # --- internals --------------------------------------------------------------------
 
-    def _shot_bytes(self) -> int:
-        """Bytes one shot takes in a block (every per-shot array's row)."""
-        return sum(max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize)
+    def _shot_bytes(self, *, pixels: bool = True) -> int:
+        """Bytes one shot takes in a block (every per-shot array's row; pixels only if read)."""
+        return sum(max(1, int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize if pixels else a.dtype.itemsize)
                    for a in self._layout.shot_arrays())
 
     def _frame_shots(self, det: str) -> Array:
@@ -314,14 +328,16 @@ class RecordingReader:
                 and self._layout.versions[v.key].valid is not None]
 
     def _block(self, pool: ThreadPoolExecutor, a: int, b: int, frame_shots: dict[str, Array],
-               caches: dict[tuple[str, str], _RowCache]) -> ShotBlock:
+               caches: dict[tuple[str, str], _RowCache], pixels: bool = True) -> ShotBlock:
         lay = self._layout
         reads: dict[tuple[str, str], Any] = {("time", ""): lay.time}
         reads.update({("point", n): arr for n, arr in lay.points.items()})
         active = self._active(a, b)
         for v in active:
             va = lay.versions[v.key]
-            reads[("pixels", v.key)], reads[("valid", v.key)] = va.pixels, va.valid
+            reads[("valid", v.key)] = va.valid
+            if pixels:
+                reads[("pixels", v.key)] = va.pixels
         frame_ranges = {}
         for det, shots in frame_shots.items():
             i, j = (int(x) for x in np.searchsorted(shots, [a, b]))
@@ -335,12 +351,18 @@ class RecordingReader:
         futures = {k: pool.submit(caches[k].read, *(frame_ranges[k[1]] if k[0] == "frame" else (a, b)))
                    for k in reads}
         got = {k: f.result() for k, f in futures.items()}
-        cutouts = {v.key: Cutout(got[("pixels", v.key)], got[("valid", v.key)], v.detector) for v in active}
+        cutouts = {v.key: Cutout(got[("pixels", v.key)] if pixels else _no_pixels(lay.versions[v.key].pixels, b - a),
+                                 got[("valid", v.key)], v.detector) for v in active}
         frames = {det: Frames(got[("frame", det)], frame_shots[det][i:j] - a)
                   for det, (i, j) in frame_ranges.items()}
         src = self._attrs.get("source", {})
         return ShotBlock(self._all_tags[a:b].copy(), got[("time", "")], {n: got[("point", n)] for n in lay.points},
                          cutouts, frames, run=src.get("run"), hightag=src.get("hightag"))
+
+
+def _no_pixels(array: Any, n: int) -> Array:
+    """Zeros of ``n`` rows of ``array``'s shape and dtype, without memory (a zero-stride view)."""
+    return np.broadcast_to(np.zeros((), array.dtype), (n, *array.shape[1:]))
 
 
 def _auto_size(shot_bytes: int) -> int:

@@ -82,15 +82,18 @@ class RecordingWriter:
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, config: Config, source: SourceInfo, rois: RoiTable,
                points: Sequence[str], commit_seconds: float = 2.0,
-               max_buffer_bytes: int = _MAX_BUFFER_BYTES) -> RecordingWriter:
+               max_buffer_bytes: int = _MAX_BUFFER_BYTES,
+               darks: Mapping[str, DarkFrame] | None = None) -> RecordingWriter:
         """A new recording at ``path`` (RecordingError if something is there already).
 
         The skeleton is built in a hidden sibling directory, locked, and renamed into place,
         so a crash during creation never leaves a half-made recording at ``path``. Its
-        analysis version 1 is ``config``'s analysis sections.
+        analysis version 1 is ``config``'s analysis sections; ``darks`` become each
+        detector's dark version 1 (written before the rename: ``config`` may name them as
+        ``calibration.dark = {"<det>": 1}``, and must name no other).
         """
         path = Path(path)
-        opened = open_new(path, config=config, source=source, rois=rois, points=points)
+        opened = open_new(path, config=config, source=source, rois=rois, points=points, darks=darks)
         return cls._start(path, opened, config, points=(), commit_seconds=commit_seconds,
                           max_buffer_bytes=max_buffer_bytes)
 
@@ -144,6 +147,11 @@ class RecordingWriter:
     def rois(self) -> RoiTable:
         """The ROI versions recorded so far (a copy; append seeds the recorder's table from it)."""
         return roi_table([va.version for va in self._layout.versions.values()], self._written())
+
+    @property
+    def analysis_versions(self) -> list[AnalysisVersion]:
+        """The analysis versions recorded so far, oldest first (FORMAT.md ``analysis``)."""
+        return [AnalysisVersion.model_validate(e) for e in self._analysis()]
 
     def bytes(self) -> int:
         """Bytes on disk (recomputed at most once per commit)."""

@@ -9,14 +9,16 @@ one place an analysis is built.
 
 from __future__ import annotations
 
-from .analysis import Analysis, ShotTable, display_keys, roi_versions, shot_table
+from .analysis import Analysis, ShotTable, display_keys, roi_versions, shot_table, shot_table_with
+from .codec import decode_state, encode_state
 from .hist import Histogram
 from .live import Correlation, RollingWindow, Trend
+from .liveset import LiveSet, LiveStates
 from .summary import SummaryReducer
 from .tables import format_table, per_shot_csv, scan_csv
 
 __all__ = [
-    "Analysis", "Correlation", "Histogram", "RollingWindow", "ShotTable",
-    "SummaryReducer", "Trend", "display_keys", "format_table", "per_shot_csv", "roi_versions", "scan_csv",
-    "shot_table",
+    "Analysis", "Correlation", "Histogram", "LiveSet", "LiveStates", "RollingWindow", "ShotTable",
+    "SummaryReducer", "Trend", "decode_state", "display_keys", "encode_state", "format_table", "per_shot_csv",
+    "roi_versions", "scan_csv", "shot_table", "shot_table_with",
 ]

@@ -34,7 +34,7 @@ from ._build import build_analysis
 from .channels import evaluate_channels, named_points
 from .values import calibrate
 
-__all__ = ["Analysis", "ShotTable", "display_keys", "roi_versions", "shot_table"]
+__all__ = ["Analysis", "ShotTable", "display_keys", "roi_versions", "shot_table", "shot_table_with"]
 
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
@@ -173,10 +173,21 @@ def shot_table(block: ShotBlock, analysis: Analysis, versions: Mapping[str, RoiV
         versions: roi key -> its version (the rectangle), for every cutout of ``block`` that a
             dark, a mask or ``pixels()`` applies to (``roi_versions(table.all())`` gives it).
     """
-    n = len(block)
     values, nonfinite = {}, {}
     for key, cut in block.cutouts.items():
         values[key], nonfinite[key] = calibrate(analysis, key, cut, versions.get(key))
+    return shot_table_with(block, analysis, values, nonfinite)
+
+
+def shot_table_with(block: ShotBlock, analysis: Analysis, values: Mapping[str, F64],
+                    nonfinite: Mapping[str, npt.NDArray[np.int64]]) -> ShotTable:
+    """The per-shot table of ``block`` with its ROI values already known (``values`` and
+    ``nonfinite`` per roi key of ``block.cutouts``, as :func:`shot_table` computes them).
+
+    Only the cutouts' ``valid`` and shapes are read, never their pixels: the recorder's
+    recomputation keeps every shot's values and reads the pixels of each shot once.
+    """
+    n = len(block)
     valid = {key: np.asarray(c.valid, bool) for key, c in block.cutouts.items()}
     channels = evaluate_channels(analysis, block, values, valid) if analysis.channels else {}
     # aliases and channels stand wherever a point name may: i0, vetoes, scan, pump-probe

@@ -1,7 +1,9 @@
 """Histograms of I0 and ROI values for the live console, with fixed edges per series.
 
-Series: ``"i0"`` over every shot with a finite I0 (so the I0 window can be judged), and each
-roi key's value over the accepted shots with a finite value.
+Series: ``"i0"`` over every shot with a finite I0 (so the I0 window can be judged), each
+roi key's value over the accepted shots with a finite value, and every named value (points,
+aliases, channels, keyed ``named:<name>``) over every shot where it is finite (so a veto's
+bounds can be judged the same way).
 
 Edges: given per series, or chosen automatically from the first block that has data for the
 series: ``bins`` equal bins over the 0.5–99.5 percentile range widened by a quarter of that
@@ -23,6 +25,8 @@ import numpy.typing as npt
 
 from ..schemas import RoiVersion, ShotBlock
 from .analysis import Analysis, ShotTable, display_keys, shot_table
+from .channels import named_points
+from .live import NAMED
 
 __all__ = ["HistSeries", "Histogram"]
 
@@ -76,7 +80,7 @@ class Histogram:
     Args:
         analysis: what to compute.
         bins: bins per automatic series.
-        edges: series (``"i0"`` or a roi key ``name/vK``) -> fixed edges.
+        edges: series (``"i0"``, a roi key ``name/vK``, or a named value by its name) -> fixed edges.
     """
 
     def __init__(self, analysis: Analysis, *, bins: int = 64,
@@ -100,12 +104,15 @@ class Histogram:
         series = {"i0": t.i0[np.isfinite(t.i0)]}
         for key, v in t.values.items():
             series[key] = v[t.accepted & np.isfinite(v)]
+        for name, v in named_points(self.analysis, block, t.channels).items():
+            v = np.asarray(v, np.float64)
+            series[NAMED + name] = v[np.isfinite(v)]
         fresh = {}
         for name, values in series.items():
             if not values.size:
                 continue
             old = state.get(name)
-            edges = old.edges if old is not None else self.edges.get(name)
+            edges = old.edges if old is not None else self.edges.get(name, self.edges.get(name.removeprefix(NAMED)))
             fresh[name] = HistSeries.of(edges if edges is not None else auto_edges(values, self.bins), values)
         return self.merge(state, fresh)
 
@@ -117,15 +124,18 @@ class Histogram:
         return out
 
     def series(self, state: dict[str, HistSeries], name: str) -> HistSeries | None:
-        """One series (``"i0"`` or a roi key ``name/vK``), None if it has no data yet."""
-        return state.get(name)
+        """One series (``"i0"``, a roi key ``name/vK``, or a point, alias or channel by its
+        name), None if it has no data yet."""
+        return state.get(name, state.get(NAMED + name))
 
     def result(self, state: dict[str, HistSeries]) -> dict[str, dict[str, Any]]:
-        """``{series: {"edges", "counts", "under", "over"}}``, roi keys named as in the summary."""
-        shown = display_keys(k for k, s in state.items() if k != "i0" and s.counts.sum() + s.under + s.over)
+        """``{series: {"edges", "counts", "under", "over"}}``, roi keys named as in the summary,
+        named values by their name."""
+        rois = [k for k, s in state.items() if k != "i0" and not k.startswith(NAMED) and s.counts.sum() + s.under + s.over]
+        shown = display_keys(rois)
         out: dict[str, dict[str, Any]] = {}
         for name, s in state.items():
-            label = "i0" if name == "i0" else shown.get(name)
+            label = "i0" if name == "i0" else name.removeprefix(NAMED) if name.startswith(NAMED) else shown.get(name)
             if label is not None:
                 out[label] = {"edges": s.edges, "counts": s.counts, "under": s.under, "over": s.over}
         return out

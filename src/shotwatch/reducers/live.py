@@ -5,6 +5,10 @@ are the recorder's, ``recorder/images.py``).
 Windows keep the last N entries *by tag*, so merging two states takes the newest N of their
 union: exact and associative whatever the split. Result keys follow the summary's naming rule
 (bare ROI name when only one of its versions has data in the state, else ``name/vK``).
+
+The rolling window also keeps every *named* value of the shots (the block's points, aliases
+and channels, by name), so a console can correlate any two values of the last N shots
+(:meth:`RollingWindow.column`) without knowing in advance which pair it will be asked for.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ import numpy.typing as npt
 
 from ..schemas import RoiVersion, ShotBlock
 from .analysis import Analysis, ShotTable, display_keys, shot_table
+from .channels import named_points
 
-__all__ = ["Correlation", "RollingWindow", "Tagged", "Trend"]
+__all__ = ["NAMED", "Correlation", "RollingWindow", "Tagged", "Trend"]
 
 Array = npt.NDArray[Any]
 F64 = npt.NDArray[np.float64]
+
+NAMED = "named:"
+"""Prefix of the window columns and histogram series of named values (points, aliases,
+channels), apart from the roi keys (``name/vK``), which a point name could look like."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,8 @@ def _shown(keys: Mapping[str, Array]) -> dict[str, str]:
 
 
 class RollingWindow:
-    """The last ``size`` shots: tag, I0, accepted, and each roi key's value and value/I0.
+    """The last ``size`` shots: tag, I0, accepted, each roi key's value and value/I0, and
+    every named value (points, aliases, channels; :meth:`column`).
 
     ``result`` → ``{"tags", "i0", "accepted", "values": {key: f64}, "ratios": {key: f64}}``;
     the ratio is NaN for vetoed shots (and everywhere without ``[i0]``).
@@ -94,6 +104,8 @@ class RollingWindow:
         t = _table(block, self.analysis, table, versions)
         cols: dict[str, Array] = {"i0": t.i0, "accepted": t.accepted}
         cols.update({f"value:{k}": v for k, v in t.values.items()})
+        cols.update({NAMED + k: np.asarray(v, np.float64)
+                     for k, v in named_points(self.analysis, block, t.channels).items()})
         return state.merge(Tagged(t.tags, cols), self.size)
 
     def merge(self, a: Tagged, b: Tagged) -> Tagged:
@@ -116,6 +128,19 @@ class RollingWindow:
         (NaN where a shot had none); None if the window never saw the key."""
         column = state.columns.get(f"value:{key}")
         return None if column is None else np.asarray(column, np.float64)
+
+    def column(self, state: Tagged, name: str) -> F64 | None:
+        """Any value over the window by its name, aligned with ``state.tags``: ``"i0"``, a
+        roi key (``name/vK``), a point, an alias or a channel; None if the window never saw it."""
+        if name == "i0":
+            column = state.columns.get("i0")
+        else:
+            column = state.columns.get(f"value:{name}", state.columns.get(NAMED + name))
+        return None if column is None else np.asarray(column, np.float64)
+
+    def names(self, state: Tagged) -> list[str]:
+        """The named values (points, aliases, channels) the window holds, in arrival order."""
+        return [k.removeprefix(NAMED) for k in state.columns if k.startswith(NAMED)]
 
 
 class Correlation:
@@ -149,7 +174,8 @@ class Correlation:
         """Both states together (associative)."""
         out = dict(a)
         for key, s in b.items():
-            out[key] = out[key].merge(s, self.size) if key in out else s
+            # a key new to ``a`` is trimmed too: a long block must not hold more than size samples
+            out[key] = (out[key] if key in out else Tagged()).merge(s, self.size)
         return out
 
     def result(self, state: dict[str, Tagged]) -> dict[str, Any]:

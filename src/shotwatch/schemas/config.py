@@ -28,7 +28,7 @@ from .namespace import check_name, name_errors
 __all__ = [
     "ANALYSIS_SECTIONS", "Alarm", "Calibration", "Channel", "Config", "EdgesRange", "EuxfelRunSource", "I0",
     "KaraboSource", "Mask", "PULSE_POINT", "PointPumpProbe", "PulseModuloPumpProbe", "PumpProbe", "Record",
-    "ReplaySource", "Roi", "SaclaSource", "Scan", "SimSource", "Source", "TagModuloPumpProbe",
+    "ReplaySource", "Roi", "SaclaSource", "Scan", "SimEvent", "SimSource", "Source", "TagModuloPumpProbe",
     "TrainModuloPumpProbe", "Veto", "ROI_NAME",
 ]
 
@@ -40,6 +40,23 @@ _PULSES = re.compile(r"^(train|-?\d*:-?\d*(:-?\d*)?)$")
 
 
 # --- sources -----------------------------------------------------------------------------
+
+
+class SimEvent(_Model):
+    """A scripted event of the simulator (``[[source.events]]``): alarms and faults on cue.
+
+    A pure function of the tag, like every simulated shot: slot ``s`` is the shot with tag
+    ``first tag + 2 s`` (30 slots per second of the stream at the demo's rate), so every
+    share of the stream and every block size sees the same event.
+    """
+
+    event: Literal["beam-off", "i0-drop", "stall"]
+    """``"beam-off"``: beam status 0 and no X-rays; ``"i0-drop"``: a tenth of the intensity
+    reaches the sample (I0 and photons); ``"stall"``: the source delivers no shot at all."""
+    start: int = Field(ge=0)
+    """First slot of the event."""
+    slots: int = Field(ge=1, le=10_000_000)
+    """How many slots it lasts."""
 
 
 class SimSource(_Model):
@@ -62,6 +79,8 @@ class SimSource(_Model):
     """At ``rate = 0``, deliver a full 1024 x 512 frame for every shot (the recorder cuts the
     ROIs) instead of synthesising only the ROI regions: the CPU-heavy workload. At ``rate > 0``
     every shot has a full frame anyway."""
+    events: list[SimEvent] = Field([], max_length=1000)
+    """Scripted beam-off bursts, I0 drops and stalls at chosen slots (tests of alarms)."""
 
 
 class ReplaySource(_Model):

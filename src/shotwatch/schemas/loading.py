@@ -10,7 +10,7 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from .config import Config
+from .config import Config, SaclaSource
 from .errors import ConfigError
 
 __all__ = ["demo_text", "load_config", "parse_config"]
@@ -172,11 +172,11 @@ def load_config(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: expected valid TOML, found {exc}") from None
     config = parse_config(data, origin=str(p))
-    api_path = getattr(config.source, "api_path", None)
-    if api_path and not Path(api_path).is_absolute():
+    src = config.source
+    if isinstance(src, SaclaSource) and src.api_path and not Path(src.api_path).is_absolute():
         # A relative api_path means "next to this config file", wherever it is run from.
-        source = config.source.model_copy(update={"api_path": str((p.parent / api_path).resolve())})
-        config = config.model_copy(update={"source": source})
+        sacla = src.model_copy(update={"api_path": str((p.parent / src.api_path).resolve())})
+        config = config.model_copy(update={"source": sacla})
     if config.source.kind == "euxfel-run" and not Path(config.source.path).is_absolute():
         # So does a run directory's path (INTERFACE.md: relative to the config file).
         source = config.source.model_copy(update={"path": str((p.parent / config.source.path).resolve())})

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from ..schemas import Config, ShotwatchRuntimeError, SourceError
+from ..schemas import Config, PointPumpProbe, SaclaSource, ShotwatchRuntimeError, SimSource, SourceError
 
 __all__ = ["DbDown", "Notices", "close_matches", "equipment_list", "import_api", "point_origins", "unknown_points_error"]
 
@@ -86,7 +86,7 @@ def point_origins(config: Config) -> dict[str, str]:
     """Point detector -> the configuration key that asked for it (first one wins)."""
     origins: dict[str, str] = {}
     src = config.source
-    for i, name in enumerate(getattr(src, "points", None) or []):
+    for i, name in enumerate((src.points if isinstance(src, SaclaSource | SimSource) else None) or []):
         origins.setdefault(name, f"source.points[{i}]")
     if config.i0:
         origins.setdefault(config.i0.name, "i0.name")
@@ -94,9 +94,8 @@ def point_origins(config: Config) -> dict[str, str]:
         origins.setdefault(veto.name, f"veto[{i}].name")
     if config.scan:
         origins.setdefault(config.scan.name, "scan.name")
-    name = getattr(config.pump_probe, "name", None)
-    if name:
-        origins.setdefault(name, "pump_probe.name")
+    if isinstance(config.pump_probe, PointPumpProbe):
+        origins.setdefault(config.pump_probe.name, "pump_probe.name")
     return origins
 
 

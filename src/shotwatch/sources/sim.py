@@ -164,7 +164,8 @@ class Simulator(Source):
         return self._truth
 
     def _new_timeline(self) -> Timeline:
-        return Timeline(self._truth, shutter=self._cfg.shutter, share=self._share, start_slot=self._start_slot)
+        return Timeline(self._truth, shutter=self._cfg.shutter, share=self._share, start_slot=self._start_slot,
+                        events=self._cfg.events)
 
     def _slot_time(self, slot: int | np.ndarray) -> float | np.ndarray:
         assert self._epoch is not None

@@ -9,6 +9,8 @@ The simulator imitates SACLA BL3 during a pump-probe delay scan (FACILITY.md):
   much of it reaches the sample, so only the I0 monitor at the sample tracks the signal;
 - the beam goes off in bursts (beam status 0, I0 ~ 0) and the shutter closes now and then
   (``shutter = "auto"``; ``"closed"`` keeps it shut for a dark while the beam stays on);
+- ``source.events`` scripts beam-off bursts, I0 drops and stalls (no shots) at chosen slots,
+  for tests of the recorder's alarms;
 - the delay stage steps through the demo's bins, dwelling 3 s per step;
 - the laser is on when ``tag % 4 == 0``; after time zero ``t0`` the Bragg spot on laser-on
   shots changes by a factor ``1 + amplitude`` (negative: laser heating lowers it);
@@ -25,8 +27,9 @@ processes each generating a share of the chunks) gives the same shots.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +76,18 @@ _P_GLITCH = 0.03  # the sensor's NaN patch is on for a shot
 # Bursts: (stream, start probability per slot, shortest and longest length in slots).
 _BEAM_OFF = (11, 1 / 2000, 60, 300)  # every ~70 s, 2-10 s
 _SHUTTER_SHUT = (12, 1 / 10000, 120, 600)  # every ~6 min, 4-20 s
+I0_DROP = 0.1  # a scripted "i0-drop": a tenth of the intensity reaches the sample
+
+
+class Event(Protocol):
+    """A scripted event (``schemas.SimEvent``): ``event`` over slots ``[start, start + slots)``."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def slots(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -195,22 +210,34 @@ def _bursts(seed: int, chunk: int, spec: tuple[int, float, int, int]) -> BOOL:
     return mask
 
 
-def chunk_params(truth: Truth, chunk: int, shutter: ShutterMode = "auto") -> ShotParams:
+def _scripted(slots: I64, events: Sequence[Event], kind: str) -> BOOL:
+    """Slots inside a scripted event of ``kind`` (``source.events``)."""
+    inside = np.zeros(len(slots), dtype=bool)
+    for e in events:
+        if e.event == kind:
+            inside |= (slots >= e.start) & (slots < e.start + e.slots)
+    return inside
+
+
+def chunk_params(truth: Truth, chunk: int, shutter: ShutterMode = "auto", events: Sequence[Event] = ()) -> ShotParams:
     """The shots of slots ``[chunk * CHUNK, (chunk + 1) * CHUNK)``; missing tags left out.
 
-    Pure: the same ``(truth.seed, chunk, shutter)`` always gives the same shots.
+    Pure: the same ``(truth.seed, chunk, shutter, events)`` always gives the same shots.
+    Scripted ``events`` change only the slots they cover (the random draws stay as they
+    were, so every other shot is what it is without them).
     """
     seed, n = truth.seed, CHUNK
     rng = _rng(seed, 1, chunk)
     slots = chunk * CHUNK + np.arange(n, dtype=np.int64)
-    present = rng.random(n) >= _P_MISSING_TAG
+    present = (rng.random(n) >= _P_MISSING_TAG) & ~_scripted(slots, events, "stall")
     tags = truth.first_tag + 2 * slots
-    beam = ~_bursts(seed, chunk, _BEAM_OFF)
+    beam = ~_bursts(seed, chunk, _BEAM_OFF) & ~_scripted(slots, events, "beam-off")
     is_open = {"auto": ~_bursts(seed, chunk, _SHUTTER_SHUT), "open": np.ones(n, dtype=bool),
                "closed": np.zeros(n, dtype=bool)}[shutter]
     pulse = rng.gamma(SASE_MODES, 1 / SASE_MODES, n) * beam
     pointing = rng.normal(0.0, 0.3, (2, n))
     at_sample = pulse * np.exp(-0.5 * (pointing**2).sum(axis=0)) * is_open
+    at_sample[_scripted(slots, events, "i0-drop")] *= I0_DROP
     delay = delay_ps(slots)
     pumped = (tags % 4 == 0) & (delay + rng.normal(0, TIMING_JITTER_PS, n) > truth.t0_ps)
     points = _points(rng, truth, slots, beam, is_open, pulse, at_sample)
@@ -294,8 +321,8 @@ class Timeline:
     """Serves the shots of one share, from ``start_slot`` on, in any slicing."""
 
     def __init__(self, truth: Truth, *, shutter: ShutterMode = "auto", share: Share | None = None,
-                 start_slot: int = 0) -> None:
-        self._truth, self._shutter = truth, shutter
+                 start_slot: int = 0, events: Sequence[Event] = ()) -> None:
+        self._truth, self._shutter, self._events = truth, shutter, tuple(events)
         self._share = share or Share()
         self._start_slot = start_slot
         self._next_chunk = self._share.next_chunk(start_slot // CHUNK)
@@ -305,7 +332,7 @@ class Timeline:
     def _chunk(self) -> ShotParams:
         chunk = self._next_chunk
         self._next_chunk = self._share.next_chunk(chunk + 1)
-        p = chunk_params(self._truth, chunk, self._shutter)
+        p = chunk_params(self._truth, chunk, self._shutter, self._events)
         first = int(np.searchsorted(p.slots, self._start_slot))
         p = p.take(first, len(p)) if first else p
         if self._share.slots_per_unit < CHUNK and self._share.count > 1:
