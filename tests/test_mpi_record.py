@@ -312,6 +312,9 @@ def test_rank_0_sleeps_and_outlives_a_lost_worker_rank(tmp_path: Path, jobs: lis
     busy = (after.user + after.system - before.user - before.system) / (t1 - t0)
     assert busy < 0.3, f"rank 0 used {busy:.0%} of a core at 20 shots/s: a busy receive?"
 
+    dark = job.request("dark", detector=DETECTOR, n=4, force=True)  # full frames cross to rank 0 for it
+    assert dark.ok and dark.data["dark_version"] >= 1, dark.error
+
     workers = [p for p in psutil.Process(job.proc.pid).children(recursive=True)
                if "--mpi" in p.cmdline() and p.pid != rank0.pid]
     assert len(workers) == 2

@@ -14,7 +14,7 @@ console cannot tell N = 1 from N = 4 except by ``Status.ranks``. What differs:
 - Full frames stay on the worker ranks: each sends the sums of its frames for the running
   image every second; a frame crosses to rank 0 only where the recording keeps frames
   (``record.frames_every`` > 0: rank 0 chooses them exactly as one process would) or a
-  grab waits for them.
+  grab or a dark being taken waits for them.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ class MpiRecorder(Recorder):
         if self.config.record.frames_every > 0:
             self.ranks.want_frames("all")
         else:
-            self.ranks.want_frames(sorted({g.detector for g in self._grabs}))
+            wanted = {g.detector for g in self._grabs} | {t.detector for t in self._watch.takes}
+            self.ranks.want_frames(sorted(wanted))
 
     # --- the loop's hooks ----------------------------------------------------------------------
 
