@@ -130,6 +130,7 @@ class Job:
                                      start_new_session=True, env={**os.environ, **(env or {})})
         self.feed = NetFeed(control=self.control)
         self.status: StatusMsg | None = None
+        self.err = ""
 
     def hello(self) -> None:
         deadline = time.monotonic() + 90
@@ -146,7 +147,8 @@ class Job:
                     if ok(msg.status):
                         return msg.status
             assert self.proc.poll() is None, self.proc.communicate()
-        raise AssertionError(f"status never satisfied the test; last {self.status}")
+        self.kill()
+        raise AssertionError(f"status never satisfied the test; last {self.status}; stderr: {self.err[-1500:]}")
 
     def request(self, op: str, **args: Any) -> Reply:
         return self.feed.request(op, timeout=30, **args)
@@ -160,7 +162,7 @@ class Job:
         self.feed.close()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.communicate()
+            self.err = self.proc.communicate()[1]
 
 
 @pytest.fixture

@@ -72,6 +72,9 @@ class MpiSession:
         if self.rank == 0 and self.size > 1:
             ranks = self.ranks or RankSource(self.comm)
             ranks.finish()
+        # From here on a failed rank changes nothing; and Python's exit resets a Python-level
+        # handler to the default action, under which a late SIGUSR1 would kill this rank.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _failed_rank(self, signum: int, frame: object) -> None:
         self.signalled = True

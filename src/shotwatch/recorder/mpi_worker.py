@@ -121,9 +121,10 @@ class Worker:
             print(f"shotwatch: rank {self.rank}: no word from rank 0 for {ORPHAN_AFTER:g} s: exiting",
                   file=sys.stderr)
             return 1
-        # Rank 0 said exit after it heard our bye (or took us for dead and stopped listening):
-        # what is still in flight is nobody's any more, so wait for it only briefly.
-        self.out.flush(1.0)
+        # Rank 0 said exit after it heard our bye, or took us for dead and stopped listening;
+        # sends still in flight then were seen to end MPI_Finalize with an error when given
+        # only 1 s, so they get 5.
+        self.out.flush(5.0)
         return 0
 
     def _open(self, env: Envelope) -> bool:
