@@ -11,6 +11,7 @@ import signal
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,34 @@ def _leave_terminal() -> None:
 
 def _record(args: argparse.Namespace) -> int:
     from ..recorder.acquire import Recorder
+
+    if args.mpi:
+        return _record_mpi(args)
+    return _record_with(args, Recorder)
+
+
+def _record_mpi(args: argparse.Namespace) -> int:
+    """``mpirun -n N shotwatch record --mpi``: rank 0 records, the other ranks serve it."""
+    try:
+        from ..recorder import mpi
+    except ImportError as exc:
+        raise UsageError(f"--mpi: expected mpi4py and an MPI library (pip install 'shotwatch[mpi]'), "
+                         f"found {exc}") from None
+    session = mpi.start()
+    if session.worker:
+        try:
+            config = load_config(args.config)
+        except UsageError:
+            return 2  # rank 0 reads the same file and says what is wrong, once
+        return session.serve(config)
+    try:
+        return _record_with(args, session.recorder_factory())
+    finally:
+        session.finish()
+
+
+def _record_with(args: argparse.Namespace, make: Callable[..., Any]) -> int:
+    """The headless recorder: ``make(config, out=, append=, summary=)`` builds the Recorder."""
     from ..recorder.paths import log_path_for
     from ..recorder.service import Service, raise_nofile
 
@@ -190,8 +219,8 @@ def _record(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.summary_json:
         _check_writable(args.summary_json, "--summary-json")
-    recorder = Recorder(config, out=args.out, append=args.append, summary=args.summary_json is not None,
-                        origin=args.config or "<demo>")
+    recorder = make(config, out=args.out, append=args.append, summary=args.summary_json is not None,
+                    origin=args.config or "<demo>")
     _Stopper(recorder).install()  # a stop asked while the source opens is kept
     setup_logging(None, to_stderr=True)
     # The service (its network processes take a moment to start) before the source: once
@@ -244,4 +273,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--summary-json", help="write the live reduction (reduce --json layout) here")
     p.add_argument("--publish", help="PUB address for consoles (default tcp://127.0.0.1:5560)")
     p.add_argument("--control", help="REP control address (default tcp://127.0.0.1:5561)")
+    p.add_argument("--mpi", action="store_true",
+                   help="under mpirun -n N: the same recorder over N ranks; rank 0 owns the recording, the service "
+                        "and the merge (it reduces) and sleeps between polls, ranks 1..N-1 read and cut their share "
+                        "(pip install 'shotwatch[mpi]'; mpirun -disable-auto-cleanup lets rank 0 outlive a rank)")
     p.set_defaults(func=_record)

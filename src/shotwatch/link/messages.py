@@ -97,6 +97,9 @@ class Status(BaseModel):
     """The alarms ringing now, one line each (``[alarm]``)."""
     recompute: Progress | None = None
     """The recomputation under way, None when none is."""
+    ranks: int = 1
+    """Processes recording: 1, or under ``mpirun -n N shotwatch record --mpi`` rank 0 plus the
+    worker ranks still delivering (N until one dies)."""
 
 
 class Hello(BaseModel):

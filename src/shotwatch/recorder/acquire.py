@@ -158,7 +158,8 @@ class Recorder(AnalysisChanges):
             return None
         return Reply(False, f"replay: ROIs come from the recording in a replay ({op}); edit them in a live console")
 
-    def _do_set_roi(self, roi: Roi) -> Reply:
+    def _check_roi(self, roi: Roi) -> Reply | None:
+        """The refusal of ``set_roi(roi)``, or None where it can be set."""
         if (refused := self._from_recording("set_roi")) is not None:
             return refused
         det = self._info.detectors.get(roi.detector) if self._info else None
@@ -169,6 +170,11 @@ class Recorder(AnalysisChanges):
             roi.check_shape(det.shape)
         except ValueError as exc:
             return Reply(False, str(exc))
+        return None
+
+    def _do_set_roi(self, roi: Roi) -> Reply:
+        if (refused := self._check_roi(roi)) is not None:
+            return refused
         version = self.rois.set(roi, shot=self._shot, tag=self._tag_now() + 1)
         if version is None:
             return Reply(True, data={"changed": False})
@@ -177,11 +183,18 @@ class Recorder(AnalysisChanges):
                      f"y [{roi.y[0]}, {roi.y[1]}) from tag {version.first_tag}", level="info")
         return Reply(True, data={"changed": True, "version": version.version, "first_shot": version.first_shot})
 
-    def _do_delete_roi(self, name: str) -> Reply:
+    def _check_delete(self, name: str) -> Reply | None:
+        """The refusal of ``delete_roi(name)``, or None where it can be deleted."""
         if (refused := self._from_recording("delete_roi")) is not None:
             return refused
-        if self.rois.delete(name, shot=self._shot) is None:
+        if name not in self.rois.active_rois():
             return Reply(False, f"ROI {name!r}: expected one of {sorted(self.rois.active_rois())}, found no such active ROI")
+        return None
+
+    def _do_delete_roi(self, name: str) -> Reply:
+        if (refused := self._check_delete(name)) is not None:
+            return refused
+        self.rois.delete(name, shot=self._shot)
         self._rois_changed()
         self.broadcast.notice(f"ROI {name} deleted from tag {self._tag_now() + 1}", level="info")
         return Reply(True)

@@ -33,13 +33,15 @@ class ImageWindow:
 
     def add(self, block: ShotBlock) -> None:
         for det, frames in block.frames.items():
-            if not len(frames.shot):
-                continue
-            total = frames.pixels.sum(axis=0, dtype=np.float64)
-            acc, count = self._open.get(det, (np.zeros_like(total), 0))
-            if acc.shape != total.shape:
-                acc, count = np.zeros_like(total), 0
-            self._open[det] = (acc + total, count + len(frames.shot))
+            if len(frames.shot):
+                self.add_sum(det, frames.pixels.sum(axis=0, dtype=np.float64), len(frames.shot))
+
+    def add_sum(self, det: str, total: F64, count: int) -> None:
+        """Frames summed elsewhere (``record --mpi``: a worker rank's): ``count`` of them."""
+        acc, n = self._open.get(det, (np.zeros_like(total), 0))
+        if acc.shape != total.shape:
+            acc, n = np.zeros_like(total), 0
+        self._open[det] = (acc + total, n + count)
 
     def rotate(self) -> None:
         """Close the current slot (called about once a second)."""

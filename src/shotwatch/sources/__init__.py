@@ -11,13 +11,15 @@ from collections.abc import Sequence
 
 from ..schemas import PULSE_POINT, Config, ReplaySource, SimSource, SourceError, roi_key
 from .base import Source, SourceStatus
+from .sim_physics import Share
 
 __all__ = ["Source", "SourceStatus", "open_source"]
 
 _MODULES = {"sacla": "sacla", "karabo": "karabo", "euxfel-run": "euxfel_run"}
 
 
-def open_source(config: Config, *, frames_every: int | None = None) -> Source:
+def open_source(config: Config, *, frames_every: int | None = None, share: Share | None = None,
+                epoch: float | None = None) -> Source:
     """The source ``config.source`` describes, constructed but not yet opened.
 
     Call ``open()`` on the result (the simulator and replay also open themselves on the first
@@ -28,6 +30,9 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
         config: the whole configuration.
         frames_every: keep one full frame every N shots (only the simulator at rate 0 uses it);
             defaults to ``config.record.frames_every``.
+        share, epoch: the simulator's share of the stream and the unix time of its first
+            slot (``record --mpi``: a worker rank's; see :class:`~.sim.Simulator`); other
+            sources ignore them.
     """
     every = config.record.frames_every if frames_every is None else frames_every
     src = config.source
@@ -42,7 +47,8 @@ def open_source(config: Config, *, frames_every: int | None = None) -> Source:
         _check_analysis_points(config, offered=POINTS, by="the simulator")
         if src.points is not None:
             src = src.model_copy(update={"points": config.recorded_points()})
-        return Simulator(src, frames_every=every, rois={roi_key(r.name, 1): r for r in config.roi})
+        return Simulator(src, frames_every=every, rois={roi_key(r.name, 1): r for r in config.roi}, share=share,
+                         epoch=epoch)
     if isinstance(src, ReplaySource):
         from .replay import Replayer
 

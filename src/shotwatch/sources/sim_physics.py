@@ -276,22 +276,45 @@ def _points(rng: np.random.Generator, truth: Truth, slots: I64, beam: BOOL, is_o
 class Share:
     """The part of the stream one of ``count`` processes delivers (an MPI rank's, say).
 
-    The slots are cut into chunks of ``CHUNK``; share ``index`` takes chunks ``index``,
-    ``index + count``, ``index + 2 count``, ... Consecutive slots per share keep the per-chunk
-    costs (seeding, burst look-back) rare; the shares of ``count`` processes, merged in tag
-    order, are exactly the single-process stream.
+    The slots are cut into units of ``unit`` slots (default: a whole chunk of ``CHUNK``);
+    share ``index`` takes units ``index``, ``index + count``, ``index + 2 count``, ... The
+    shares of ``count`` processes, merged in tag order, are exactly the single-process stream.
+    Whole chunks keep the per-chunk costs (seeding, burst look-back, photon draws) to one
+    process each; smaller units (a divisor of ``CHUNK``) interleave the shares finely, as a
+    live merge of them needs (``record --mpi``), at the price of every share computing the
+    per-chunk draws of every chunk (cheap next to rendering pixels).
     """
 
     index: int = 0
     count: int = 1
+    unit: int | None = None
+    """Slots per unit, a divisor of ``CHUNK``; None = a whole chunk."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"share: expected 0 <= index < count, found index {self.index} of {self.count}")
+        if self.unit is not None and not (1 <= self.unit <= CHUNK and CHUNK % self.unit == 0):
+            raise ValueError(f"share: expected a unit dividing {CHUNK} slots, found {self.unit}")
+
+    @property
+    def slots_per_unit(self) -> int:
+        return CHUNK if self.unit is None else self.unit
 
     def next_chunk(self, chunk: int) -> int:
-        """The first chunk >= ``chunk`` this share owns."""
-        return chunk + (self.index - chunk) % self.count
+        """The first chunk >= ``chunk`` holding a unit this share owns."""
+        per = CHUNK // self.slots_per_unit
+        first = chunk * per
+        return (first + (self.index - first) % self.count) // per
+
+    def next_slot(self, slot: int) -> int:
+        """The first slot >= ``slot`` this share owns."""
+        unit = slot // self.slots_per_unit
+        owned = unit + (self.index - unit) % self.count
+        return slot if owned == unit else owned * self.slots_per_unit
+
+    def owns(self, slots: I64) -> BOOL:
+        """Which of ``slots`` this share owns."""
+        return np.asarray((slots // self.slots_per_unit) % self.count == self.index)
 
 
 class Timeline:
@@ -311,7 +334,10 @@ class Timeline:
         self._next_chunk = self._share.next_chunk(chunk + 1)
         p = chunk_params(self._truth, chunk, self._shutter, self._events)
         first = int(np.searchsorted(p.slots, self._start_slot))
-        return p.take(first, len(p)) if first else p
+        p = p.take(first, len(p)) if first else p
+        if self._share.slots_per_unit < CHUNK and self._share.count > 1:
+            p = p.select(np.flatnonzero(self._share.owns(p.slots)))  # keeps index: the same photons
+        return p
 
     def _ensure(self, k: int) -> ShotParams:
         """The buffer, holding at least ``k`` shots from the read position on."""
