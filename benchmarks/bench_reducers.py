@@ -15,7 +15,7 @@ import numpy as np
 
 from _common import emit
 from shotwatch.reducers import Analysis, SummaryReducer, shot_table
-from shotwatch.schemas import I0, Cutout, ShotBlock, TagModuloPumpProbe, Veto
+from shotwatch.schemas import I0, Cutout, RoiVersion, ShotBlock, TagModuloPumpProbe, Veto
 
 DET = "MPCCD-1N0-M06-004"
 PD, BEAM, MOTOR = "pd/charge", "beam/status", "motor/position"
@@ -57,21 +57,25 @@ def _time(fn: Callable[[], object]) -> float:
     return time.process_time() - t0
 
 
+NO_RECTS: dict[str, RoiVersion] = {}
+"""shot_table's ROI rectangles: none needed without a dark, a mask or pixels()."""
+
+
 def main() -> None:
     reducer = SummaryReducer(ANALYSIS)
     state = reducer.init()
     rates = {}
     for label, block in (("sparse", perf_block()), ("dense", perf_block(dense=True))):
-        table = shot_table(block, ANALYSIS)
-        rates[f"shot_table {label}"] = shots_per_second(partial(shot_table, block, ANALYSIS), len(block))
+        table = shot_table(block, ANALYSIS, NO_RECTS)
+        rates[f"shot_table {label}"] = shots_per_second(partial(shot_table, block, ANALYSIS, NO_RECTS), len(block))
         rates[f"update {label}"] = shots_per_second(partial(reducer.update, state, block), len(block))
         rates["update given table"] = shots_per_second(partial(reducer.update, state, block, table=table),
                                                        len(block))
     no_threshold = replace(ANALYSIS, threshold_ev=None)
     block = perf_block()
-    rates["shot_table no threshold"] = shots_per_second(partial(shot_table, block, no_threshold), len(block))
+    rates["shot_table no threshold"] = shots_per_second(partial(shot_table, block, no_threshold, NO_RECTS), len(block))
     block = perf_block(dtype="float32")
-    rates["shot_table float32"] = shots_per_second(partial(shot_table, block, ANALYSIS), len(block))
+    rates["shot_table float32"] = shots_per_second(partial(shot_table, block, ANALYSIS, NO_RECTS), len(block))
     block = perf_block()
     base = shots_per_second(lambda: [c.pixels.sum(axis=(1, 2)) for c in block.cutouts.values()], len(block))
     for label, rate in rates.items():

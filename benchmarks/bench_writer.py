@@ -42,7 +42,7 @@ DET = "MPCCD-1N0-M06-004"
 BLOCK = 1_200
 FIRST_TAG = 1_000_000
 NAMED = ["xfel_bl_3_st_5_pd_user_5_fitting_peak/voltage", "xfel_mon_bpm_bl3_0_3_beamstatus/summary",
-         "xfel_bl_3_st_5_motor_user_1/position"]
+         "xfel_bl_3_st_5_motor_user_1/position", "xfel_bl_3_shutter_1_open_valid/status"]  # the demo's I0, vetoes, scan
 POINTS = NAMED + [f"xfel_bl_3_st_5_bench_{k}/value" for k in range(16 - len(NAMED))]
 _TEMPLATES = 4  # distinct blocks generated once and cycled (24,000 shots would need 0.8 GB)
 
@@ -71,7 +71,7 @@ def standard_rois(config: Config) -> RoiTable:
 def _template(rng: np.random.Generator, config: Config, dtype: str) -> ShotBlock:
     n = BLOCK
     points = {NAMED[0]: rng.gamma(4.0, 0.05, n), NAMED[1]: (rng.random(n) > 0.03).astype(np.float64),
-              NAMED[2]: np.round(rng.uniform(-1000, 3000, n), -1)}
+              NAMED[2]: np.round(rng.uniform(-1000, 3000, n), -1), NAMED[3]: (rng.random(n) > 0.02).astype(np.float64)}
     points.update({name: rng.normal(0.0, 1.0, n) for name in POINTS[len(NAMED):]})
     cutouts = {}
     for roi in config.roi:
