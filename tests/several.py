@@ -14,11 +14,15 @@ them takes well under a second. Each recording:
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+from shotwatch.cli import main
 from shotwatch.recording import RecordingWriter
 from shotwatch.schemas import (
     Cutout,
@@ -156,3 +160,26 @@ def assert_close(got: Any, expected: Any, where: str = "") -> None:
         assert isinstance(got, float) and abs(got - expected) <= 1e-9 * abs(expected), f"{where}: {got} != {expected}"
     else:
         assert type(got) is type(expected) and got == expected, f"{where}: {got!r} != {expected!r}"
+
+
+Cli = Callable[..., tuple[int, str, str]]
+"""``shotwatch ARGV`` in this process: (exit code, stdout, stderr); the ``cli`` fixture."""
+
+
+def main_in_process(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """``shotwatch ARGV`` in this process (a Dask client or cluster lives in the test's process)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def reduced(cli: Cli, *argv: object) -> dict[str, Any]:
+    """``reduce ARGV --json``, which must succeed silently."""
+    code, out, err = cli("reduce", *argv, "--json")
+    assert (code, err) == (0, ""), err
+    result: dict[str, Any] = json.loads(out)
+    return result

@@ -12,13 +12,13 @@ recordings with ROI versions, analysis versions, vetoes, darks and channels
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,8 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.security import Security
 
 import several
-from several import assert_close
-from shotwatch.cli import main
+from several import Cli, assert_close, main_in_process, reduced
 from shotwatch.commands import reduce_dask
-
-Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +53,7 @@ def scheduler() -> Iterator[str]:
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
-def reduced(cli: Cli, *argv: object) -> dict[str, Any]:
-    code, out, err = cli("reduce", *argv, "--json")
-    assert (code, err) == (0, ""), err
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return partial(main_in_process, capsys)
 
 
 def test_workers_2_equal_one_process_on_a_cluster_only_this_run_can_join(cli: Cli, recs: dict[str, Path],

@@ -23,8 +23,7 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 import several
-from several import assert_close
-from shotwatch.cli import main
+from several import assert_close, main_in_process
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -55,13 +54,7 @@ def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run(*argv: object, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
+    return main_in_process(capsys, *argv)
 
 
 def test_the_readme_tls_recipe_secures_a_cluster_reduce_can_use(tmp_path: Path,

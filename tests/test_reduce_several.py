@@ -9,8 +9,7 @@ merged in a tree, gives the one-process result.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import several
-from several import assert_close
-from shotwatch.cli import main
+from several import Cli, assert_close, main_in_process, reduced
 from shotwatch.commands.reduce_plan import make_plan, merge_roi_keys
 from shotwatch.commands.reduce_tasks import Task, make_tasks, merge_states, reduce_here, reduce_task, tree
 from shotwatch.reducers import SummaryReducer
 from shotwatch.schemas import RoiVersion
-
-Cli = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +33,7 @@ def recs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: object) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
-def reduced(cli: Cli, *argv: object) -> dict[str, Any]:
-    code, out, err = cli("reduce", *argv, "--json")
-    assert (code, err) == (0, ""), err
-    result: dict[str, Any] = json.loads(out)
-    return result
+    return partial(main_in_process, capsys)
 
 
 def added(parts: list[dict[str, Any]]) -> dict[str, Any]:
